@@ -1,0 +1,240 @@
+"""The leaderboard: a long CSV with one row per run and metric, a Markdown table and a plot.
+
+Runs of one configuration (same dataset, version, split, method, settings and data kind) that
+differ only in their seed are aggregated as mean ± sample standard deviation (ddof=1). The papers'
+published numbers appear as reference rows. Runs on generated sample data are left out unless
+asked for, because their numbers tell nothing about a method.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness import atomic, registry
+from harness.errors import FieldHarnessError, UnknownNameError
+from harness.plugin import PublishedResult
+from harness.records import RunRecord, find_records
+
+logger = logging.getLogger(__name__)
+
+CSV_COLUMNS = (
+    "dataset", "version", "split", "method", "source", "kind", "data_kind", "config", "seed",
+    "metric", "value", "date", "fieldharness_version", "git_commit", "hardware", "runtime_s",
+    "reference", "record",
+)
+
+
+@dataclass
+class Leaderboard:
+    """Rows of the long CSV and the aggregated configurations behind the Markdown table."""
+
+    rows: list[dict[str, object]] = field(default_factory=list)
+    groups: dict[tuple, dict[str, list[float]]] = field(default_factory=dict)
+    published: list[PublishedResult] = field(default_factory=list)
+
+
+def _config_key(record: RunRecord) -> tuple:
+    config = json.dumps(record.config, sort_keys=True)
+    return (record.dataset, record.version or "", record.split or "", record.method, config,
+            record.data_kind)
+
+
+def _hardware_label(hardware: dict) -> str:
+    if hardware.get("gpu"):
+        return str(hardware["gpu"])
+    return f"{hardware.get('cpu_count', '?')}xCPU {hardware.get('machine', '')}".strip()
+
+
+def build(runs: Path, *, include_sample: bool = False) -> Leaderboard:
+    """Read every run record below ``runs`` and build the leaderboard.
+
+    Raises:
+        DataFormatError: a record file is not a valid run record.
+    """
+    board = Leaderboard()
+    datasets: set[str] = set()
+    for path in find_records(runs):
+        record = RunRecord.read(path)
+        if record.data_kind != "real" and not include_sample:
+            logger.info("leaving out %s: it ran on %s data", path, record.data_kind)
+            continue
+        datasets.add(record.dataset)
+        key = _config_key(record)
+        group = board.groups.setdefault(key, {})
+        for metric, value in record.metrics.items():
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                continue
+            group.setdefault(metric, []).append(float(value))
+            board.rows.append({
+                "dataset": record.dataset, "version": record.version or "",
+                "split": record.split or "", "method": record.method, "source": "run",
+                "kind": record.kind, "data_kind": record.data_kind,
+                "config": json.dumps(record.config, sort_keys=True), "seed": record.seed,
+                "metric": metric, "value": value, "date": record.date,
+                "fieldharness_version": record.fieldharness_version,
+                "git_commit": record.git_commit or "", "hardware": _hardware_label(record.hardware),
+                "runtime_s": record.runtime_s, "reference": "", "record": str(path),
+            })
+    for name in sorted(datasets):
+        try:
+            plugin = registry.get_dataset(name)
+        except UnknownNameError:
+            continue
+        for result in plugin.published_results():
+            board.published.append(result)
+            board.rows.append({
+                "dataset": result.dataset, "version": "", "split": result.split,
+                "method": result.method, "source": "paper", "kind": "", "data_kind": "real",
+                "config": "", "seed": "", "metric": result.metric, "value": result.value,
+                "date": "", "fieldharness_version": "", "git_commit": "", "hardware": "",
+                "runtime_s": "", "reference": result.source, "record": "",
+            })
+    return board
+
+
+def to_csv(board: Leaderboard) -> str:
+    """Return the long CSV: one row per run and metric, then the papers' reference rows."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(board.rows)
+    return buffer.getvalue()
+
+
+def _format(values: list[float]) -> str:
+    mean = statistics.fmean(values)
+    if len(values) == 1:
+        return f"{mean:.0f}" if mean.is_integer() else f"{mean:.3f}"
+    return f"{mean:.3f} ± {statistics.stdev(values):.3f}"
+
+
+def _metric_columns(dataset: str, groups: dict[tuple, dict[str, list[float]]]) -> list[str]:
+    try:
+        wanted = list(registry.get_dataset(dataset).leaderboard_metrics)
+    except UnknownNameError:
+        wanted = []
+    present: list[str] = []
+    for key, metrics in groups.items():
+        if key[0] == dataset:
+            present.extend(m for m in metrics if m not in present)
+    if wanted:
+        return [m for m in wanted if m in present] or present[:8]
+    return present[:8]
+
+
+def to_markdown(board: Leaderboard) -> str:
+    """Return one Markdown table per dataset: configurations as rows, mean ± std over seeds."""
+    lines: list[str] = []
+    datasets = sorted({key[0] for key in board.groups} | {r.dataset for r in board.published})
+    for dataset in datasets:
+        metrics = _metric_columns(dataset, board.groups)
+        published = [r for r in board.published if r.dataset == dataset]
+        metrics += [r.metric for r in published if r.metric not in metrics]
+        lines.append(f"## {dataset}\n")
+        header = ["version", "split", "method", "settings", "runs", *metrics]
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "---|" * len(header))
+        for key in sorted(k for k in board.groups if k[0] == dataset):
+            _, version, split, method, config, data_kind = key
+            group = board.groups[key]
+            runs = max((len(v) for v in group.values()), default=0)
+            settings = "" if config == "{}" else config
+            if data_kind != "real":
+                settings = f"{settings} ({data_kind} data)".strip()
+            cells = [version, split, method, settings, str(runs)]
+            cells += [_format(group[m]) if m in group else "" for m in metrics]
+            lines.append("| " + " | ".join(cells) + " |")
+        by_method: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
+        sources: dict[tuple[str, str], str] = {}
+        for result in published:
+            by_method[(result.split, result.method)][result.metric] = result.value
+            sources[(result.split, result.method)] = result.source
+        for (split, method), values in sorted(by_method.items()):
+            cells = ["paper", split, method, sources[(split, method)], "-"]
+            cells += [f"{values[m]:.3f}" if m in values else "" for m in metrics]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    if not lines:
+        return "No runs recorded yet.\n"
+    return "\n".join(lines)
+
+
+def plot(board: Leaderboard, path: Path) -> Path | None:
+    """Draw, per dataset, the first leaderboard metric of every configuration as a bar chart.
+
+    Recorded runs are blue, with the standard deviation over seeds as error bars, and the papers'
+    reference numbers are grey.
+
+    Returns the PNG path, or ``None`` when there is nothing to draw.
+    """
+    datasets = sorted({key[0] for key in board.groups})
+    if not datasets:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(datasets), 1, figsize=(8, 2.5 + 1.2 * len(datasets)),
+                             squeeze=False)
+    for ax, dataset in zip(axes[:, 0], datasets, strict=True):
+        metric = _metric_columns(dataset, board.groups)[0]
+        labels, means, errors, colors = [], [], [], []
+        for key in sorted(k for k in board.groups if k[0] == dataset):
+            values = board.groups[key].get(metric)
+            if not values:
+                continue
+            labels.append(f"{key[3]} ({key[2] or '-'})")
+            means.append(statistics.fmean(values))
+            errors.append(statistics.stdev(values) if len(values) > 1 else 0.0)
+            colors.append("tab:blue")
+        for result in board.published:
+            if result.dataset == dataset and result.metric == metric:
+                labels.append(f"{result.method} ({result.split}, paper)")
+                means.append(result.value)
+                errors.append(0.0)
+                colors.append("tab:gray")
+        ax.barh(labels, means, xerr=errors, color=colors)
+        ax.set_xlabel(metric)
+        ax.set_title(dataset)
+        finite = [m for m in means if math.isfinite(m)]
+        if finite and min(finite) >= 0:
+            ax.set_xlim(0, max(finite) * 1.1 or 1)
+    fig.tight_layout()
+    with atomic.atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write(runs: Path, output: Path, *, include_sample: bool = False) -> dict[str, Path]:
+    """Build the leaderboard from ``runs`` and write ``output`` (CSV) plus ``.md`` and ``.png``
+    files beside it, each atomically. Returns the written paths by kind.
+
+    Raises:
+        FieldHarnessError: ``runs`` does not exist.
+    """
+    runs = Path(runs)
+    if not runs.is_dir():
+        raise FieldHarnessError(
+            f"runs folder not found: {runs}; run 'python -m harness eval ...' first, or pass "
+            "--runs DIR")
+    board = build(runs, include_sample=include_sample)
+    output = Path(output)
+    written = {"csv": output}
+    atomic.write_text(output, to_csv(board))
+    markdown = output.with_suffix(".md")
+    atomic.write_text(markdown, to_markdown(board))
+    written["markdown"] = markdown
+    png = plot(board, output.with_suffix(".png"))
+    if png is not None:
+        written["plot"] = png
+    return written

@@ -1,0 +1,105 @@
+"""Declarative description of a dataset: versions, files, splits, configs, licence, citation.
+
+A version is defined by the checksums its authors publish (MD5 where that is what they give) and
+by its row counts, so ``prepare`` and ``verify`` can say which version a user's copy is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from harness.errors import UnknownNameError
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One public file of a dataset version, with its mirrors and published checksum."""
+
+    name: str
+    urls: tuple[str, ...]
+    md5: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+    """Size in bytes, when the authors publish it."""
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """One split of a dataset (``train``, ``test``, ...)."""
+
+    name: str
+    description: str
+    has_labels: bool = True
+
+
+@dataclass(frozen=True)
+class ConfigSpec:
+    """One view of a dataset, i.e. one prepared table per split with the given schema."""
+
+    name: str
+    description: str
+    schema: pa.Schema
+    default: bool = False
+    image_columns: tuple[str, ...] = ()
+    """Columns that hold image file paths (or archive members); ``load_dataset`` decodes them
+    lazily as images and ``publish`` embeds their bytes."""
+
+
+@dataclass(frozen=True)
+class DatasetVersion:
+    """One release of a dataset.
+
+    ``row_counts`` maps ``"<config>/<split>"`` to the number of rows of the complete release, so a
+    prepared subset can be recognised and reported as one.
+    """
+
+    name: str
+    description: str
+    files: tuple[RemoteFile, ...] = ()
+    row_counts: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Everything fieldharness knows about a dataset before any file is read."""
+
+    name: str
+    title: str
+    description: str
+    homepage: str
+    license: str
+    redistributable: bool
+    """Whether the licence allows publishing a copy (``publish`` needs a flag otherwise)."""
+    citation: str
+    """BibTeX entry of the paper to cite."""
+    versions: tuple[DatasetVersion, ...]
+    splits: tuple[SplitSpec, ...]
+    configs: tuple[ConfigSpec, ...]
+    default_version: str | None = None
+
+    def version(self, name: str | None = None) -> DatasetVersion:
+        """Return the version called ``name``, or the default version for ``None``."""
+        wanted = name or self.default_version or self.versions[-1].name
+        for version in self.versions:
+            if version.name == wanted:
+                return version
+        raise UnknownNameError(f"version of {self.name}", wanted, [v.name for v in self.versions])
+
+    def split(self, name: str) -> SplitSpec:
+        """Return the split called ``name``."""
+        for split in self.splits:
+            if split.name == name:
+                return split
+        raise UnknownNameError(f"split of {self.name}", name, [s.name for s in self.splits])
+
+    def config(self, name: str | None = None) -> ConfigSpec:
+        """Return the config called ``name``, or the default config for ``None``."""
+        for config in self.configs:
+            if (name is None and config.default) or config.name == name:
+                return config
+        if name is None:
+            return self.configs[0]
+        raise UnknownNameError(f"config of {self.name}", name, [c.name for c in self.configs])

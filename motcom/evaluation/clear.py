@@ -1,0 +1,204 @@
+"""CLEAR MOT metrics (Bernardin and Stiefelhagen 2008) as TrackEval 1.3.0 ``metrics/clear.py`` computes them.
+
+TrackEval's rules, reproduced here:
+
+* A frame takes part in the matching only when it has gt boxes and tracker boxes ("active"
+  frame). The continuation bonus (+1000 on the score of a pair whose tracker id was matched to the
+  same gt id) looks at the previous active frame only.
+* An ID switch is counted against the tracker id last matched to the gt id at any earlier time.
+* Frag counts a gt id's returns to being tracked, measured between active frames, so a frame
+  without tracker boxes does not end a tracked run.
+* MT needs a tracked ratio strictly above 0.8, PT a ratio of at least 0.2.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from motcom.evaluation.ious import EPS
+from motcom.evaluation.matching import SmallComponents, frame_offsets
+from motcom.evaluation.preprocess import PreparedSequence
+
+CLEAR_MAIN_FLOAT_FIELDS = ["MOTA", "MOTP", "MODA", "CLR_Re", "CLR_Pr", "MTR", "PTR", "MLR", "sMOTA"]
+CLEAR_EXTRA_FLOAT_FIELDS = ["CLR_F1", "FP_per_frame", "MOTAL", "MOTP_sum"]
+CLEAR_MAIN_INTEGER_FIELDS = ["CLR_TP", "CLR_FN", "CLR_FP", "IDSW", "MT", "PT", "ML", "Frag"]
+CLEAR_EXTRA_INTEGER_FIELDS = ["CLR_Frames"]
+CLEAR_FLOAT_FIELDS = CLEAR_MAIN_FLOAT_FIELDS + CLEAR_EXTRA_FLOAT_FIELDS
+CLEAR_INTEGER_FIELDS = CLEAR_MAIN_INTEGER_FIELDS + CLEAR_EXTRA_INTEGER_FIELDS
+CLEAR_SUMMED_FIELDS = CLEAR_INTEGER_FIELDS + ["MOTP_sum"]
+
+CONTINUATION_BONUS = 1000
+MT_RATIO = 0.8
+ML_RATIO = 0.2
+
+
+def clear_final_fields(res: dict[str, Any]) -> dict[str, Any]:
+    """Fill the ratio fields from the counts and ``MOTP_sum`` (in place), as TrackEval does."""
+    num_gt_ids = res["MT"] + res["ML"] + res["PT"]
+    tp, fn, fp, idsw = res["CLR_TP"], res["CLR_FN"], res["CLR_FP"], res["IDSW"]
+    res["MTR"] = res["MT"] / np.maximum(1.0, num_gt_ids)
+    res["MLR"] = res["ML"] / np.maximum(1.0, num_gt_ids)
+    res["PTR"] = res["PT"] / np.maximum(1.0, num_gt_ids)
+    res["CLR_Re"] = tp / np.maximum(1.0, tp + fn)
+    res["CLR_Pr"] = tp / np.maximum(1.0, tp + fp)
+    res["MODA"] = (tp - fp) / np.maximum(1.0, tp + fn)
+    res["MOTA"] = (tp - fp - idsw) / np.maximum(1.0, tp + fn)
+    res["MOTP"] = res["MOTP_sum"] / np.maximum(1.0, tp)
+    res["sMOTA"] = (res["MOTP_sum"] - fp - idsw) / np.maximum(1.0, tp + fn)
+    res["CLR_F1"] = tp / np.maximum(1.0, tp + 0.5 * fn + 0.5 * fp)
+    res["FP_per_frame"] = fp / np.maximum(1.0, res["CLR_Frames"])
+    safe_log_idsw = np.log10(idsw) if idsw > 0 else idsw
+    res["MOTAL"] = (tp - fp - safe_log_idsw) / np.maximum(1.0, tp + fn)
+    return res
+
+
+def _match_frames(
+    seq: PreparedSequence, threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return the CLEAR matches (gt box, tracker box, IoU) of all frames, in frame and row order.
+
+    A frame's scores depend on the matches of the previous active frame (continuation bonus).
+    The matches of all frames are computed together and recomputed with the bonus of the last
+    round until nothing changes. That fixed point is TrackEval's sequential result: after round
+    ``i`` the first ``i`` active frames are final, and a stable round reproduces every frame from
+    its predecessor. Frames whose components have no unique optimum, or a component of more than
+    ``MAX_ENUMERATED_EDGES`` edges, are solved on TrackEval's full-frame matrix.
+    """
+    gt, tracker = seq.gt, seq.tracker
+    edge = seq.pair_iou >= threshold - EPS
+    edge_gt, edge_tracker, edge_iou = seq.pair_gt[edge], seq.pair_tracker[edge], seq.pair_iou[edge]
+    if edge_gt.size == 0:
+        return edge_gt, edge_tracker, edge_iou
+    edge_frame = gt.frame[edge_gt]
+    components = SmallComponents(edge_frame, edge_gt, edge_tracker, gt.num_dets, tracker.num_dets)
+
+    active = np.flatnonzero((gt.per_frame > 0) & (tracker.per_frame > 0))
+    active_index = np.full(seq.num_timesteps, -1, np.int64)
+    active_index[active] = np.arange(active.shape[0])
+    num_cells = gt.num_ids * tracker.num_ids
+    edge_cell = gt.id[edge_gt] * tracker.num_ids + tracker.id[edge_tracker]
+    edge_step_key = active_index[edge_frame] * num_cells + edge_cell
+    previous_step_key = edge_step_key - num_cells
+
+    edge_offsets = frame_offsets(edge_frame, seq.num_timesteps).tolist()
+    edge_row, edge_col = gt.position[edge_gt], tracker.position[edge_tracker]
+    gt_per_frame, tracker_per_frame = gt.per_frame.tolist(), tracker.per_frame.tolist()
+    solved_frames: dict[int, tuple[bytes, np.ndarray]] = {}
+
+    continued = np.zeros(edge_gt.shape[0], bool)
+    matched = None
+    while True:
+        weight = CONTINUATION_BONUS * continued + edge_iou
+        chosen, unresolved = components.solve(weight)
+        for t in unresolved.tolist():
+            lo, hi = edge_offsets[t], edge_offsets[t + 1]
+            signature = continued[lo:hi].tobytes()
+            cached = solved_frames.get(t)
+            if cached is None or cached[0] != signature:
+                cached = (signature, _solve_frame(
+                    weight[lo:hi], edge_row[lo:hi], edge_col[lo:hi],
+                    (gt_per_frame[t], tracker_per_frame[t]),
+                ))  # fmt: skip
+                solved_frames[t] = cached
+            chosen[lo:hi] = cached[1]
+        if matched is not None and np.array_equal(chosen, matched):
+            break
+        matched = chosen
+        matched_keys = np.sort(edge_step_key[matched])
+        continued = _contains(matched_keys, previous_step_key)
+
+    return edge_gt[matched], edge_tracker[matched], edge_iou[matched]
+
+
+def _solve_frame(
+    weight: np.ndarray, rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]
+) -> np.ndarray:
+    """Solve one frame on TrackEval's full score matrix; return a mask over the frame's edges."""
+    score_matrix = np.zeros(shape)
+    score_matrix[rows, cols] = weight
+    edge_index = np.full(shape, -1, np.int64)
+    edge_index[rows, cols] = np.arange(rows.shape[0])
+    match_rows, match_cols = linear_sum_assignment(score_matrix, maximize=True)
+    matched = score_matrix[match_rows, match_cols] > 0 + EPS
+    mask = np.zeros(rows.shape[0], bool)
+    mask[edge_index[match_rows[matched], match_cols[matched]]] = True
+    return mask
+
+
+def _contains(sorted_keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Return whether each query is in ``sorted_keys``."""
+    if sorted_keys.size == 0:
+        return np.zeros(queries.shape[0], bool)
+    position = np.minimum(np.searchsorted(sorted_keys, queries), sorted_keys.shape[0] - 1)
+    return sorted_keys[position] == queries
+
+
+def clear_sequence(seq: PreparedSequence, threshold: float = 0.5) -> dict[str, Any]:
+    """Compute TrackEval's CLEAR fields of one preprocessed sequence.
+
+    Args:
+        seq: the preprocessed sequence.
+        threshold: IoU a match needs (TrackEval's ``THRESHOLD``, compared with eps subtracted).
+
+    Returns:
+        The CLEAR fields. Without tracker boxes or without gt boxes the result is TrackEval's
+        early one, whose unset fields stay integer 0 and whose ``CLR_Frames`` is 0.
+    """
+    res: dict[str, Any] = {field: 0 for field in CLEAR_FLOAT_FIELDS + CLEAR_INTEGER_FIELDS}
+    num_gt_dets, num_tracker_dets = seq.gt.num_dets, seq.tracker.num_dets
+    if num_tracker_dets == 0:
+        res["CLR_FN"] = num_gt_dets
+        res["ML"] = seq.gt.num_ids
+        res["MLR"] = 1.0
+        return res
+    if num_gt_dets == 0:
+        res["CLR_FP"] = num_tracker_dets
+        res["MLR"] = 1.0
+        return res
+
+    gt, tracker = seq.gt, seq.tracker
+    matched_gt, matched_tracker, matched_iou = _match_frames(seq, threshold)
+    num_matches = int(matched_gt.shape[0])
+    matched_frame = gt.frame[matched_gt]
+    matched_gt_id = gt.id[matched_gt]
+    matched_tracker_id = tracker.id[matched_tracker]
+
+    # ID switches: compare with the previous match of the same gt id, at any earlier frame.
+    by_gt = np.lexsort((matched_frame, matched_gt_id))
+    same_gt = matched_gt_id[by_gt][1:] == matched_gt_id[by_gt][:-1]
+    switched = same_gt & (matched_tracker_id[by_gt][1:] != matched_tracker_id[by_gt][:-1])
+    res["IDSW"] = int(switched.sum())
+
+    # Frag: a gt id starts a tracked run when it was not matched in the previous active frame.
+    active = np.flatnonzero((gt.per_frame > 0) & (tracker.per_frame > 0))
+    active_index = np.full(seq.num_timesteps, -1, np.int64)
+    active_index[active] = np.arange(active.shape[0])
+    run_step = active_index[matched_frame][by_gt]
+    continues_run = same_gt & (run_step[1:] == run_step[:-1] + 1)
+    continued_gt_id = matched_gt_id[by_gt][1:][continues_run]
+    run_starts = np.bincount(matched_gt_id, minlength=gt.num_ids) - np.bincount(
+        continued_gt_id, minlength=gt.num_ids
+    )
+    # TrackEval counts runs in a float array, so Frag is a float (written as e.g. "156.0").
+    run_starts = run_starts.astype(np.float64)
+    res["Frag"] = float(np.sum(np.subtract(run_starts[run_starts > 0], 1)))
+
+    gt_id_count = np.bincount(gt.id, minlength=gt.num_ids).astype(np.float64)
+    gt_matched_count = np.bincount(matched_gt_id, minlength=gt.num_ids).astype(np.float64)
+    tracked_ratio = gt_matched_count[gt_id_count > 0] / gt_id_count[gt_id_count > 0]
+    res["MT"] = int(np.sum(np.greater(tracked_ratio, MT_RATIO)))
+    res["PT"] = int(np.sum(np.greater_equal(tracked_ratio, ML_RATIO))) - res["MT"]
+    res["ML"] = gt.num_ids - res["MT"] - res["PT"]
+
+    res["CLR_TP"] = num_matches
+    res["CLR_FN"] = num_gt_dets - num_matches
+    res["CLR_FP"] = num_tracker_dets - num_matches
+    if num_matches > 0:
+        # TrackEval adds one sum per frame (matches in row order), frame after frame.
+        per_frame = np.bincount(matched_frame, weights=matched_iou, minlength=seq.num_timesteps)
+        res["MOTP_sum"] = float(np.cumsum(per_frame)[-1])
+    res["CLR_Frames"] = seq.num_timesteps
+    return clear_final_fields(res)

@@ -1,0 +1,445 @@
+"""Hand-made MOTChallenge cases with numbers worked out by hand, and the input checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness.errors import EvaluationError
+from motcom.data import GroundTruth, Tracks, empty_tracks
+from motcom.evaluation import (
+    DETAILED_COLUMNS,
+    METRIC_FIELDS,
+    SUMMARY_FIELDS,
+    combine_sequences,
+    evaluate_sequence,
+    headline,
+)
+from motcom.trackeval_output import format_detailed, format_summary, write_detailed, write_summary
+
+
+def make_gt(rows: list[tuple]) -> GroundTruth:
+    """Rows of ``frame, id, left, top, width, height[, flag[, class]]`` (flag and class 1)."""
+    full = [tuple(r) + (1, 1)[len(r) - 6 :] for r in rows]
+    table = np.array(full, dtype=float).reshape(-1, 8)
+    return GroundTruth(
+        frame=table[:, 0].astype(np.int64),
+        id=table[:, 1].astype(np.int64),
+        boxes=table[:, 2:6].copy(),
+        flag=table[:, 6].copy(),
+        cls=table[:, 7].astype(np.int64),
+        visibility=np.ones(len(table)),
+    )
+
+
+def make_tracks(rows: list[tuple]) -> Tracks:
+    """Rows of ``frame, id, left, top, width, height``."""
+    table = np.array(rows, dtype=float).reshape(-1, 6)
+    return Tracks(
+        frame=table[:, 0].astype(np.int64),
+        id=table[:, 1].astype(np.int64),
+        boxes=table[:, 2:6].copy(),
+        conf=np.ones(len(table)),
+    )
+
+
+def walk(obj_id: int, frames: range, x: float = 0.0) -> list[tuple]:
+    return [(t, obj_id, x, 0.0, 10.0, 10.0) for t in frames]
+
+
+# --- matching threshold -------------------------------------------------------------------------
+
+
+def test_iou_exactly_half_is_match():
+    gt = make_gt([(1, 1, 0, 0, 20, 10)])
+    tracks = make_tracks([(1, 1, 0, 0, 10, 10)])
+    res = evaluate_sequence(gt, tracks, 1)
+    assert res["CLR_TP"] == 1
+    assert res["MOTA"] == 1.0
+    assert res["MOTP"] == 0.5
+    assert res["IDTP"] == 1
+    assert res["HOTA"][9] == 1.0  # alpha 0.50 still matches
+    assert res["HOTA"][10] == 0.0  # alpha 0.55 does not
+    assert np.mean(res["HOTA"]) == pytest.approx(10 / 19, abs=1e-12)
+
+
+def test_iou_below_half_is_no_match():
+    gt = make_gt([(1, 1, 0, 0, 20, 10)])
+    tracks = make_tracks([(1, 1, 0, 0, 9.99, 10)])
+    res = evaluate_sequence(gt, tracks, 1)
+    assert res["CLR_TP"] == 0
+    assert res["CLR_FN"] == 1
+    assert res["CLR_FP"] == 1
+    assert res["MOTA"] == -1.0
+    assert res["IDF1"] == 0.0
+
+
+def test_threshold_changes_clear_and_identity_only():
+    gt = make_gt([(1, 1, 0, 0, 20, 10)])
+    tracks = make_tracks([(1, 1, 0, 0, 8, 10)])  # IoU 0.4
+    res = evaluate_sequence(gt, tracks, 1, threshold=0.4)
+    assert res["CLR_TP"] == 1
+    assert res["IDTP"] == 1
+    assert res["HOTA_TP"][7] == 1  # alpha 0.40
+    assert res["HOTA_TP"][8] == 0  # alpha 0.45
+
+
+# --- empty sides --------------------------------------------------------------------------------
+
+
+def test_empty_tracker_gives_trackeval_early_result():
+    gt = make_gt(walk(1, range(1, 4)) + walk(2, range(1, 3), x=50))
+    res = evaluate_sequence(gt, empty_tracks(), 5)
+    assert res["CLR_FN"] == 5
+    assert res["ML"] == 2
+    assert res["MLR"] == 1.0
+    assert res["MOTA"] == 0
+    assert res["CLR_Frames"] == 0  # TrackEval leaves it unset on this path
+    assert res["IDFN"] == 5
+    assert res["IDF1"] == 0
+    assert np.all(res["HOTA_FN"] == 5)
+    assert np.all(res["LocA"] == 1.0)
+    assert res["LocA(0)"] == 1.0
+    assert np.all(res["HOTA"] == 0)
+    assert res["GT_IDs"] == 2
+    assert res["Dets"] == 0
+
+
+def test_empty_gt_counts_every_box_as_fp():
+    tracks = make_tracks(walk(7, range(1, 4)))
+    gt = make_gt([(1, 1, 500, 500, 10, 10, 0, 1)])  # flag 0: removed
+    res = evaluate_sequence(gt, tracks, 3)
+    assert res["CLR_FP"] == 3
+    assert res["MOTA"] == 0
+    assert res["MLR"] == 1.0
+    assert res["IDFP"] == 3
+    assert np.all(res["HOTA_FP"] == 3)
+    assert res["GT_Dets"] == 0
+
+
+# --- CLEAR rules --------------------------------------------------------------------------------
+
+
+def test_id_switch_counts_once():
+    gt = make_gt(walk(1, range(1, 5)))
+    tracks = make_tracks(walk(1, range(1, 3)) + walk(2, range(3, 5)))
+    res = evaluate_sequence(gt, tracks, 4)
+    assert res["IDSW"] == 1
+    assert res["MOTA"] == 0.75
+    assert res["IDTP"] == 2
+    assert res["IDFN"] == 2
+    assert res["IDFP"] == 2
+    assert res["IDF1"] == 0.5
+
+
+def test_id_switch_against_last_match_after_gap():
+    gt = make_gt(walk(1, range(1, 6)))
+    tracks = make_tracks(walk(1, range(1, 3)) + walk(2, range(4, 6)))  # frame 3 missed
+    res = evaluate_sequence(gt, tracks, 5)
+    assert res["IDSW"] == 1
+    assert res["CLR_TP"] == 4
+    # Frame 3 has no tracker boxes, so it does not end the tracked run: no fragmentation.
+    assert res["Frag"] == 0.0
+
+
+def test_mt_at_exactly_point_eight_is_pt():
+    gt = make_gt(walk(1, range(1, 6)))
+    tracks = make_tracks(walk(1, range(1, 5)))  # 4 of 5 frames
+    res = evaluate_sequence(gt, tracks, 5)
+    assert res["MT"] == 0
+    assert res["PT"] == 1
+    assert res["ML"] == 0
+
+
+def test_mt_above_point_eight():
+    gt = make_gt(walk(1, range(1, 7)))
+    tracks = make_tracks(walk(1, range(1, 6)))  # 5 of 6 frames
+    res = evaluate_sequence(gt, tracks, 6)
+    assert res["MT"] == 1
+    assert res["MTR"] == 1.0
+
+
+def test_frag_skips_frame_without_tracker_boxes():
+    gt = make_gt(walk(1, range(1, 6)))
+    tracks = make_tracks([r for r in walk(1, range(1, 6)) if r[0] != 2])
+    res = evaluate_sequence(gt, tracks, 5)
+    assert res["Frag"] == 0.0
+    assert isinstance(res["Frag"], float)
+    assert res["CLR_FN"] == 1
+
+
+def test_frag_counts_gap_with_other_tracker_box():
+    gt = make_gt(walk(1, range(1, 6)))
+    rows = [r for r in walk(1, range(1, 6)) if r[0] != 2] + [(2, 9, 300, 300, 10, 10)]
+    res = evaluate_sequence(gt, make_tracks(rows), 5)
+    assert res["Frag"] == 1.0
+    assert res["CLR_FP"] == 1
+
+
+def test_continuation_bonus_keeps_previous_id():
+    # Frame 2: tracker 2 overlaps gt 1 better, but tracker 1 continues the frame-1 match.
+    gt = make_gt([(1, 1, 0, 0, 10, 10), (2, 1, 0, 0, 10, 10)])
+    tracks = make_tracks([(1, 1, 0, 0, 10, 10), (2, 1, 0, 0, 10, 8), (2, 2, 0, 0, 10, 10)])
+    res = evaluate_sequence(gt, tracks, 2)
+    assert res["IDSW"] == 0
+    assert res["CLR_TP"] == 2
+    assert res["CLR_FP"] == 1
+    assert res["MOTP_sum"] == pytest.approx(1.8, abs=1e-12)
+
+
+# --- preprocessing ------------------------------------------------------------------------------
+
+
+def _one_pedestrian_and_other(other_class: int, benchmark: str | None) -> dict:
+    gt = make_gt([(1, 1, 0, 0, 10, 10, 1, 1), (1, 2, 100, 0, 10, 10, 0, other_class)])
+    tracks = make_tracks([(1, 1, 0, 0, 10, 10), (1, 2, 100, 0, 10, 10)])
+    return evaluate_sequence(gt, tracks, 1, benchmark=benchmark)
+
+
+def test_static_person_box_is_removed():
+    res = _one_pedestrian_and_other(7, "MOT17")
+    assert res["CLR_FP"] == 0
+    assert res["MOTA"] == 1.0
+    assert res["Dets"] == 1
+
+
+def test_occluder_box_is_false_positive():
+    res = _one_pedestrian_and_other(9, "MOT17")
+    assert res["CLR_FP"] == 1
+    assert res["MOTA"] == 0.0
+
+
+def test_class_six_distractor_only_in_mot20():
+    mot17 = _one_pedestrian_and_other(6, "MOT17")
+    mot20 = _one_pedestrian_and_other(6, "MOT20")
+    assert mot17["CLR_FP"] == 1
+    assert mot17["MOTA"] == 0.0
+    assert mot20["CLR_FP"] == 0
+    assert mot20["MOTA"] == 1.0
+
+
+@pytest.mark.parametrize("benchmark", ["MOT15", None])
+def test_no_distractor_removal_without_preprocessing(benchmark):
+    res = _one_pedestrian_and_other(7, benchmark)
+    assert res["CLR_FP"] == 1
+    assert res["GT_Dets"] == 1  # flag 0 row dropped, class ignored
+
+
+def test_mot15_keeps_flagged_rows_of_any_class():
+    gt = make_gt([(1, 1, 0, 0, 10, 10, 1, -1)])
+    res = evaluate_sequence(gt, make_tracks([(1, 1, 0, 0, 10, 10)]), 1, benchmark="MOT15")
+    assert res["MOTA"] == 1.0
+
+
+def test_flag_truncated_to_integer():
+    gt = make_gt([(1, 1, 0, 0, 10, 10, 0.5, 1), (1, 2, 50, 0, 10, 10, 1.5, 1)])
+    res = evaluate_sequence(gt, make_tracks([(1, 1, 50, 0, 10, 10)]), 1)
+    assert res["GT_Dets"] == 1
+    assert res["MOTA"] == 1.0
+
+
+def test_zero_flag_pedestrian_box_is_false_positive():
+    gt = make_gt([(1, 1, 0, 0, 10, 10, 1, 1), (1, 2, 100, 0, 10, 10, 0, 1)])
+    tracks = make_tracks([(1, 1, 0, 0, 10, 10), (1, 2, 100, 0, 10, 10)])
+    res = evaluate_sequence(gt, tracks, 1)
+    assert res["CLR_FP"] == 1
+
+
+def test_ids_relabelled_in_counts():
+    gt = make_gt(walk(1000, range(1, 3)) + walk(5, range(1, 3), x=50))
+    tracks = make_tracks(walk(77, range(1, 3)))
+    res = evaluate_sequence(gt, tracks, 2)
+    assert res["GT_IDs"] == 2
+    assert res["IDs"] == 1
+    assert res["CLR_TP"] == 2
+
+
+# --- combination --------------------------------------------------------------------------------
+
+
+def test_combined_ignores_sequence_without_tp_in_assa():
+    gt = make_gt(walk(1, range(1, 5)))
+    tracks = make_tracks(walk(1, range(1, 3)) + walk(2, range(3, 5)))
+    good = evaluate_sequence(gt, tracks, 4)
+    empty = evaluate_sequence(gt, empty_tracks(), 4)
+    combined = combine_sequences({"a": good, "b": empty})
+    assert np.array_equal(combined["AssA"], good["AssA"])
+    assert np.array_equal(combined["LocA"], good["LocA"])
+    assert combined["CLR_TP"] == good["CLR_TP"]
+    assert combined["CLR_FN"] == good["CLR_FN"] + 4
+    assert combined["CLR_Frames"] == 4  # the empty sequence adds 0 frames
+    assert combined["MOTA"] == (4 - 1) / 8
+    assert combined["GT_Dets"] == 8
+
+
+def test_combined_skips_existing_combined_entry():
+    res = evaluate_sequence(make_gt(walk(1, range(1, 3))), make_tracks(walk(1, range(1, 3))), 2)
+    once = combine_sequences({"a": res})
+    again = combine_sequences({"a": res, "COMBINED": once})
+    assert again["CLR_TP"] == once["CLR_TP"]
+
+
+# --- output -------------------------------------------------------------------------------------
+
+
+def test_fields_cover_every_metric_family():
+    res = evaluate_sequence(make_gt(walk(1, range(1, 3))), make_tracks(walk(1, range(1, 3))), 2)
+    for fields in METRIC_FIELDS.values():
+        for field in fields:
+            assert field in res
+    assert len(DETAILED_COLUMNS) == 275
+    assert len(SUMMARY_FIELDS) == 39
+
+
+def test_headline_scale():
+    gt = make_gt(walk(1, range(1, 5)))
+    tracks = make_tracks(walk(1, range(1, 3)) + walk(2, range(3, 5)))
+    flat = headline(evaluate_sequence(gt, tracks, 4))
+    assert flat["MOTA"] == 75.0
+    assert flat["IDF1"] == 50.0
+    assert flat["IDSW"] == 1
+    assert isinstance(flat["CLR_TP"], int)
+    assert list(flat) == list(SUMMARY_FIELDS)
+
+
+def test_summary_and_detailed_files(tmp_path):
+    gt = make_gt(walk(1, range(1, 5)))
+    tracks = make_tracks(walk(1, range(1, 3)) + walk(2, range(3, 5)))
+    results = {"seq-b": evaluate_sequence(gt, tracks, 4), "seq-a": evaluate_sequence(gt, tracks, 4)}
+    results["COMBINED"] = combine_sequences(results)
+    write_summary(results, tmp_path / "pedestrian_summary.txt")
+    write_detailed(results, tmp_path / "pedestrian_detailed.csv")
+
+    summary = (tmp_path / "pedestrian_summary.txt").read_bytes().decode().split("\r\n")
+    assert summary[0].split(" ") == list(SUMMARY_FIELDS)
+    values = dict(zip(SUMMARY_FIELDS, summary[1].split(" "), strict=True))
+    assert values["MOTA"] == "75"
+    assert values["MOTP"] == "100"
+    assert values["CLR_TP"] == "8"
+    assert values["Frag"] == "0"
+
+    lines = (tmp_path / "pedestrian_detailed.csv").read_bytes().decode().split("\r\n")
+    assert lines[0] == "seq," + ",".join(DETAILED_COLUMNS)
+    assert [line.split(",")[0] for line in lines[1:4]] == ["seq-a", "seq-b", "COMBINED"]
+    row = dict(zip(["seq", *DETAILED_COLUMNS], lines[1].split(","), strict=True))
+    assert row["CLR_TP"] == "4"
+    assert row["Frag"] == "0.0"
+    assert row["HOTA_TP___50"] == "4.0"
+    assert row["MOTA"] == "0.75"
+    assert format_detailed(results).endswith("\r\n")
+    assert format_summary(results).count("\r\n") == 2
+
+
+def test_output_without_combined_raises(tmp_path):
+    res = evaluate_sequence(make_gt(walk(1, range(1, 3))), make_tracks(walk(1, range(1, 3))), 2)
+    with pytest.raises(EvaluationError, match="no 'COMBINED' entry"):
+        write_summary({"a": res}, tmp_path / "s.txt")
+    with pytest.raises(EvaluationError, match="no 'COMBINED' entry"):
+        write_detailed({"a": res}, tmp_path / "d.csv")
+
+
+# --- input checks -------------------------------------------------------------------------------
+
+
+def test_duplicate_gt_id_in_frame():
+    gt = make_gt([(3, 4, 0, 0, 10, 10), (3, 4, 50, 0, 10, 10)])
+    with pytest.raises(EvaluationError, match=r"gt: frame 3 has id 4 more than once"):
+        evaluate_sequence(gt, empty_tracks(), 5)
+
+
+def test_duplicate_tracker_id_in_frame():
+    tracks = make_tracks([(2, 8, 0, 0, 10, 10), (2, 8, 50, 0, 10, 10)])
+    with pytest.raises(EvaluationError, match=r"sequence 'S', tracker: frame 2 has id 8 more than"):
+        evaluate_sequence(make_gt(walk(1, range(1, 3))), tracks, 5, name="S")
+
+
+def test_frame_outside_sequence():
+    tracks = make_tracks([(6, 1, 0, 0, 10, 10)])
+    with pytest.raises(EvaluationError, match=r"tracker: frame 6 \(id 1\) is outside the sequence"):
+        evaluate_sequence(make_gt(walk(1, range(1, 3))), tracks, 5)
+    gt = make_gt([(0, 1, 0, 0, 10, 10)])
+    with pytest.raises(EvaluationError, match=r"gt: frame 0 \(id 1\) is outside.*1\.\.5"):
+        evaluate_sequence(gt, empty_tracks(), 5)
+
+
+def test_negative_id_rejected():
+    tracks = make_tracks([(1, -1, 0, 0, 10, 10)])
+    with pytest.raises(EvaluationError, match=r"tracker: frame 1 has negative id -1"):
+        evaluate_sequence(make_gt(walk(1, range(1, 3))), tracks, 2)
+
+
+def test_non_finite_box_rejected():
+    tracks = make_tracks([(1, 1, np.nan, 0, 10, 10)])
+    with pytest.raises(EvaluationError, match=r"tracker: frame 1, id 1 has a non-finite box"):
+        evaluate_sequence(make_gt(walk(1, range(1, 3))), tracks, 2)
+
+
+def test_negative_size_rejected():
+    gt = make_gt([(2, 3, 0, 0, -1, 10)])
+    with pytest.raises(EvaluationError, match=r"gt: frame 2, id 3 has a negative width or height"):
+        evaluate_sequence(gt, empty_tracks(), 2)
+
+
+def test_non_finite_flag_rejected():
+    gt = make_gt([(1, 1, 0, 0, 10, 10, np.inf, 1)])
+    with pytest.raises(EvaluationError, match=r"gt: frame 1, id 1 has flag inf"):
+        evaluate_sequence(gt, empty_tracks(), 2)
+
+
+def test_invalid_gt_class_with_preprocessing():
+    gt = make_gt([(1, 1, 0, 0, 10, 10, 1, 14)])
+    tracks = make_tracks([(1, 1, 0, 0, 10, 10)])
+    with pytest.raises(EvaluationError, match=r"frame 1 has class 14; expected a MOTChallenge"):
+        evaluate_sequence(gt, tracks, 1, benchmark="MOT17")
+    assert evaluate_sequence(gt, tracks, 1, benchmark="MOT15")["MOTA"] == 1.0
+
+
+def test_unknown_benchmark():
+    with pytest.raises(EvaluationError, match=r"unknown benchmark 'MOT18'; expected one of"):
+        evaluate_sequence(make_gt(walk(1, range(1, 3))), empty_tracks(), 2, benchmark="MOT18")
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1.5])
+def test_threshold_out_of_range(threshold):
+    with pytest.raises(EvaluationError, match=r"threshold is .*; expected a number in \[1e-6, 1\]"):
+        evaluate_sequence(make_gt(walk(1, range(1, 3))), empty_tracks(), 2, threshold=threshold)
+
+
+@pytest.mark.parametrize("seq_length", [0, 2.0])
+def test_bad_seq_length(seq_length):
+    with pytest.raises(EvaluationError, match=r"seq_length is .*; expected an integer >= 1"):
+        evaluate_sequence(make_gt(walk(1, range(1, 3))), empty_tracks(), seq_length)
+
+
+def test_mismatched_array_lengths():
+    tracks = Tracks(
+        frame=np.array([1, 1]), id=np.array([1]), boxes=np.zeros((2, 4)), conf=np.ones(2)
+    )
+    with pytest.raises(EvaluationError, match=r"tracker: arrays of different lengths"):
+        evaluate_sequence(make_gt(walk(1, range(1, 3))), tracks, 2)
+
+
+# --- numpy-identical sums -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(3, 7), (5, 8), (4, 13), (6, 64), (2, 129), (3, 300), (40, 1)])
+def test_sparse_sums_bit_identical_to_numpy(shape):
+    from motcom.evaluation.sums import sequential_or_pairwise_sums
+
+    rng = np.random.default_rng(shape[0] * 1000 + shape[1])
+    dense = rng.random(shape) * (rng.random(shape) < 0.6)
+    rows, cols = np.nonzero(dense)
+    row_sums = sequential_or_pairwise_sums(
+        rows, cols, dense[rows, cols], np.full(shape[0], shape[1]), np.ones(shape[0], bool)
+    )
+    assert np.array_equal(row_sums, dense.sum(axis=1))
+
+    order = np.lexsort((rows, cols))
+    column_sums = sequential_or_pairwise_sums(
+        cols[order],
+        rows[order],
+        dense[rows, cols][order],
+        np.full(shape[1], shape[0]),
+        np.full(shape[1], shape[1] == 1),
+    )
+    assert np.array_equal(column_sums, dense.sum(axis=0))

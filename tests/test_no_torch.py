@@ -1,0 +1,66 @@
+"""The core works without torch: import, prepare and load with torch imports blocked."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+BLOCKED = ("torch", "torchvision")
+
+# Every finder on sys.meta_path is wrapped so that it reports the blocked packages as absent:
+# ``import torch`` then raises ModuleNotFoundError (an ImportError), and probes such as
+# ``importlib.util.find_spec("torch")`` return None, as they do where torch is not installed.
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+
+    BLOCKED = {blocked!r}
+
+    class HideBlocked:
+        def __init__(self, finder):
+            self.finder = finder
+
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in BLOCKED:
+                return None
+            find = getattr(self.finder, "find_spec", None)
+            return None if find is None else find(name, path, target)
+
+        def __getattr__(self, attribute):
+            return getattr(self.finder, attribute)
+
+    sys.meta_path[:] = [HideBlocked(finder) for finder in sys.meta_path]
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        raise SystemExit("the import block let torch through")
+    sys.path.insert(0, {tests!r})
+
+    import harness
+    import _toy_plugin
+    from harness.prepare import prepare_dataset
+
+    source = _toy_plugin.write_toy_source(Path({work!r}) / "src")
+    prepare_dataset("toy", source, progress=False)
+    dataset = harness.load_dataset("toy", split="train")
+    assert dataset[0]["image"].size == (2, 2)
+    frame = harness.load_dataset("toy", split="test", format="polars")
+    assert frame.height == 2
+    loaded = sorted(name for name in sys.modules if name.split(".")[0] in BLOCKED)
+    print("loaded:", ",".join(loaded) or "none")
+    """
+)
+
+
+def test_core_runs_without_torch(tmp_path: Path) -> None:
+    script = SCRIPT.format(blocked=BLOCKED, tests=str(Path(__file__).parent), work=str(tmp_path))
+    result = subprocess.run([sys.executable, "-c", script], env=dict(os.environ),
+                            capture_output=True, text=True, timeout=180, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "loaded: none"

@@ -1,0 +1,101 @@
+"""Run records and the leaderboard built from them."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+
+from harness import leaderboard
+from harness.errors import DataFormatError, FieldHarnessError
+from harness.plugin import EvalOutcome
+from harness.records import RECORD_FILE, RunRecord, find_records, new_run_dir
+
+
+def _write_run(root: Path, name: str, *, method: str = "tracker", seed: int = 0,
+               mota: float = 50.0, data_kind: str = "real", config=None) -> Path:
+    outcome = EvalOutcome(dataset="toyset", method=method, metrics={"MOTA": mota, "IDF1": 60.0},
+                          version="v1", split="train", data_kind=data_kind,
+                          config=config or {"threshold": 0.5},
+                          per_item={"seq-1": {"MOTA": mota}})
+    record = RunRecord.from_outcome(outcome, kind="eval", seed=seed,
+                                    started=dt.datetime(2026, 1, 2, tzinfo=dt.UTC),
+                                    runtime_s=1.5, output_dir=root / name, command=["x"])
+    (root / name).mkdir(parents=True)
+    return record.write(root / name)
+
+
+def test_record_roundtrip(tmp_path):
+    path = _write_run(tmp_path, "a", mota=42.0)
+    record = RunRecord.read(path)
+    assert record.metrics == {"MOTA": 42.0, "IDF1": 60.0}
+    assert record.date == "2026-01-02T00:00:00+00:00"
+    assert record.hardware["cpu_count"] >= 1
+    assert record.fieldharness_version
+    assert record.per_item == {"seq-1": {"MOTA": 42.0}}
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_record_missing_field_is_reported(tmp_path):
+    path = tmp_path / RECORD_FILE
+    path.write_text(json.dumps({"dataset": "x", "metrics": {}, "kind": "eval"}))
+    with pytest.raises(DataFormatError, match=r"record.json: run record lacks a required field "
+                                              r"\(field 'method'\)"):
+        RunRecord.read(path)
+
+
+def test_record_invalid_json_names_line(tmp_path):
+    path = tmp_path / RECORD_FILE
+    path.write_text('{\n"dataset": "x",\n oops\n}')
+    with pytest.raises(DataFormatError, match=r"record.json:3: invalid JSON"):
+        RunRecord.read(path)
+
+
+def test_new_run_dir_is_unique_and_under_home(tmp_path):
+    first = new_run_dir("mot17", "my tracker/v2", tmp_path)
+    second = new_run_dir("mot17", "my tracker/v2", tmp_path)
+    assert first != second
+    assert first.parent == tmp_path / "runs"
+    assert "my_tracker_v2" in first.name
+
+
+def test_leaderboard_aggregates_seeds(tmp_path):
+    _write_run(tmp_path, "r1", seed=0, mota=50.0)
+    _write_run(tmp_path, "r2", seed=1, mota=54.0)
+    _write_run(tmp_path, "r3", method="other", mota=10.0)
+    board = leaderboard.build(tmp_path)
+    assert len(board.rows) == 6  # 3 runs x 2 metrics
+    markdown = leaderboard.to_markdown(board)
+    assert "| v1 | train | tracker | {\"threshold\": 0.5} | 2 | 52.000 ± 2.828 |" in markdown
+    assert "| v1 | train | other | {\"threshold\": 0.5} | 1 | 10 |" in markdown
+
+
+def test_leaderboard_excludes_sample_runs_unless_asked(tmp_path):
+    _write_run(tmp_path, "real", mota=50.0)
+    _write_run(tmp_path, "sample", mota=99.0, data_kind="sample", method="s")
+    assert {r["method"] for r in leaderboard.build(tmp_path).rows} == {"tracker"}
+    board = leaderboard.build(tmp_path, include_sample=True)
+    assert {r["method"] for r in board.rows} == {"tracker", "s"}
+    assert "(sample data)" in leaderboard.to_markdown(board)
+
+
+def test_leaderboard_write_csv_markdown_plot(tmp_path):
+    runs = tmp_path / "runs"
+    _write_run(runs, "r1", mota=50.0)
+    written = leaderboard.write(runs, tmp_path / "board.csv")
+    with open(written["csv"], newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["metric"] for r in rows] == ["MOTA", "IDF1"]
+    assert rows[0]["value"] == "50.0"
+    assert rows[0]["source"] == "run"
+    assert written["markdown"].read_text().startswith("## toyset")
+    assert written["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert find_records(runs) == [runs / "r1" / RECORD_FILE]
+
+
+def test_leaderboard_missing_runs_folder(tmp_path):
+    with pytest.raises(FieldHarnessError, match="runs folder not found"):
+        leaderboard.write(tmp_path / "nope", tmp_path / "board.csv")

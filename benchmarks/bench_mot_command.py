@@ -38,8 +38,8 @@ TRACKEVAL_SCRIPT = textwrap.dedent("""
     dataset = trackeval.datasets.MotChallenge2DBox({
         "GT_FOLDER": gt, "TRACKERS_FOLDER": trackers, "OUTPUT_FOLDER": out,
         "BENCHMARK": "MOT17", "SPLIT_TO_EVAL": "train", "PRINT_CONFIG": False})
-    metrics = [trackeval.metrics.HOTA(), trackeval.metrics.CLEAR(), trackeval.metrics.Identity(),
-               trackeval.metrics.Count()]
+    # The Evaluator adds the Count metric by itself.
+    metrics = [trackeval.metrics.HOTA(), trackeval.metrics.CLEAR(), trackeval.metrics.Identity()]
     evaluator.evaluate([dataset], metrics)
 """)
 
@@ -113,7 +113,7 @@ def main() -> None:
 
         sample = write_mot_sample(tmp / "motchallenge", benchmark="MOT17", seed=0, sequences=7,
                                   frames=args.frames, pedestrians=args.pedestrians,
-                                  layout="motchallenge", tracker=None)
+                                  layout="motchallenge")
         prepare = run_process([python, "-m", "harness", "prepare", "mot17", "--source",
                                str(sample)], env)
         load_code = ("import time; t=time.perf_counter(); from harness import load_dataset; "

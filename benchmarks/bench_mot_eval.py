@@ -3,11 +3,13 @@
 Usage::
 
     .venv/bin/python benchmarks/bench_mot_eval.py [--root DIR] [--seed 0] [--scale 1.0]
+        [--compare-files]
 
 The synthetic set has TrackEval's folder layout: 7 base sequences with the MOT17 train lengths,
 each copied as -DPM, -FRCNN and -SDP with the same gt and a different noisy tracker (misses,
-false positives, id switches, boxes on distractors). Each side runs in its own subprocess, so the
-peak resident memory (``ru_maxrss``) of one does not hide the other's; the times exclude imports.
+false positives, id switches, boxes on distractors). Each side runs in its own subprocess and
+reports its peak resident memory (``ru_maxrss``). Linux carries ``ru_maxrss`` over ``exec``, so
+the parent process only writes files and starts the children. The times exclude imports.
 TrackEval runs single-process with HOTA, CLEAR and Identity. Ours parses with ``motcom.io``
 (a plain numpy reader if that module is missing) and evaluates with ``motcom.evaluation``.
 Prints a Markdown table.
@@ -263,9 +265,51 @@ def _subprocess(side: str, gt_folder: Path, trackers_folder: Path, tracker: str,
 
 def _child(spec: str) -> None:
     side, gt_folder, trackers_folder, tracker, lengths = json.loads(spec)
-    runner = run_trackeval if side == "trackeval" else run_ours
-    report = runner(Path(gt_folder), Path(trackers_folder), tracker, lengths)
+    if side == "compare":
+        report = {"same": compare_files(Path(gt_folder), Path(trackers_folder), tracker, lengths)}
+    else:
+        runner = run_trackeval if side == "trackeval" else run_ours
+        report = runner(Path(gt_folder), Path(trackers_folder), tracker, lengths)
     sys.stdout.write(json.dumps(report) + "\n")
+
+
+def compare_files(gt_folder: Path, trackers_folder: Path, tracker: str, lengths: dict) -> bool:
+    """Return whether both tools write byte-identical detailed and summary files (untimed)."""
+    import trackeval
+
+    from motcom.evaluation import combine_sequences, evaluate_sequence
+    from motcom.io import read_ground_truth, read_tracks
+    from motcom.trackeval_output import format_detailed, format_summary
+
+    with tempfile.TemporaryDirectory() as output, contextlib.redirect_stdout(io.StringIO()):
+        evaluator = trackeval.Evaluator(
+            {"USE_PARALLEL": False, "PRINT_RESULTS": False, "PRINT_CONFIG": False,
+             "TIME_PROGRESS": False, "PLOT_CURVES": False, "DISPLAY_LESS_PROGRESS": True}
+        )  # fmt: skip
+        dataset = trackeval.datasets.MotChallenge2DBox(
+            {"GT_FOLDER": str(gt_folder), "TRACKERS_FOLDER": str(trackers_folder),
+             "OUTPUT_FOLDER": output, "TRACKERS_TO_EVAL": [tracker], "BENCHMARK": "MOT17",
+             "SPLIT_TO_EVAL": "train", "PRINT_CONFIG": False, "SEQ_INFO": dict(lengths),
+             "SKIP_SPLIT_FOL": True}
+        )  # fmt: skip
+        metrics = [trackeval.metrics.HOTA(), trackeval.metrics.CLEAR({"PRINT_CONFIG": False}),
+                   trackeval.metrics.Identity({"PRINT_CONFIG": False})]  # fmt: skip
+        evaluator.evaluate([dataset], metrics)
+        with open(Path(output) / tracker / "pedestrian_detailed.csv", newline="") as f:
+            detailed = f.read()
+        with open(Path(output) / tracker / "pedestrian_summary.txt", newline="") as f:
+            summary = f.read()
+
+    results = {
+        name: evaluate_sequence(
+            read_ground_truth(gt_folder / name / "gt" / "gt.txt"),
+            read_tracks(trackers_folder / tracker / "data" / f"{name}.txt"),
+            length,
+        )
+        for name, length in lengths.items()
+    }
+    results["COMBINED"] = combine_sequences(results)
+    return format_detailed(results) == detailed and format_summary(results) == summary
 
 
 def _table_rows(label: str, reference: dict, ours: dict, boxes: int) -> list[str]:
@@ -276,7 +320,9 @@ def _table_rows(label: str, reference: dict, ours: dict, boxes: int) -> list[str
         f"| {label} | {boxes:,} | {reference['seconds']:.2f} | {ours['seconds']:.3f} "
         f"({ours['parse_seconds']:.3f} parse + {ours['eval_seconds']:.3f} eval) | "
         f"{ratio:.1f}x ({eval_ratio:.1f}x vs eval only) | "
-        f"{reference['rss_mib']:.0f} / {ours['rss_mib']:.0f} | {'yes' if same else 'NO'} |"
+        f"{reference['rss_mib']:.0f} / {ours['rss_mib']:.0f} | "
+        f"{reference['rss_base_mib']:.0f} / {ours['rss_base_mib']:.0f} | {ours['reader']} | "
+        f"{'yes' if same else 'NO'} |"
     ]
 
 
@@ -285,37 +331,48 @@ def main() -> None:
     parser.add_argument("--root", type=Path, help="folder for the synthetic set (default: temp)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic set")
     parser.add_argument("--scale", type=float, default=1.0, help="object density factor")
+    parser.add_argument(
+        "--compare-files",
+        action="store_true",
+        help="also check, untimed, that both tools write byte-identical result files",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         _child(args.child)
         return
 
+    notes: list[str] = []
     lines = [
         "| set | gt boxes | TrackEval 1.3.0 (s) | ours (s) | speed-up | peak RSS MiB "
-        "(TrackEval / ours) | same HOTA, MOTA, IDF1 |",
-        "|---|---|---|---|---|---|---|",
+        "(TrackEval / ours) | RSS after imports | our reader | same HOTA, MOTA, IDF1 |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     with tempfile.TemporaryDirectory() as tmp:
         root = args.root or Path(tmp)
         lengths = generate(root, args.seed, args.scale)
         gt_folder = root / "gt" / "MOT17-train"
         trackers_folder = root / "trackers" / "MOT17-train"
-        boxes = sum(
-            sum(1 for _ in open(gt_folder / name / "gt" / "gt.txt")) for name in lengths
-        )
+        boxes = sum(sum(1 for _ in open(gt_folder / name / "gt" / "gt.txt")) for name in lengths)
         reference = _subprocess("trackeval", gt_folder, trackers_folder, "synthetic", lengths)
         ours = _subprocess("ours", gt_folder, trackers_folder, "synthetic", lengths)
-        lines += _table_rows(f"synthetic MOT17 train (21 seq, seed {args.seed})", reference, ours, boxes)
+        lines += _table_rows(
+            f"synthetic MOT17 train (21 seq, seed {args.seed})", reference, ours, boxes
+        )
+        if args.compare_files:
+            same = _subprocess("compare", gt_folder, trackers_folder, "synthetic", lengths)["same"]
+            notes.append(f"\nSynthetic set, result files byte-identical: {'yes' if same else 'NO'}")
 
     if REAL_MOT17.is_dir():
         gt_folder = REAL_MOT17 / "gt" / "MOT17-train"
         lengths = {"MOT17-02-SDP": 600, "MOT17-05-SDP": 837, "MOT17-09-SDP": 525}
         boxes = sum(sum(1 for _ in open(gt_folder / n / "gt" / "gt.txt")) for n in lengths)
-        reference = _subprocess("trackeval", gt_folder, REAL_MOT17 / "trackers", "realtracker", lengths)
+        reference = _subprocess(
+            "trackeval", gt_folder, REAL_MOT17 / "trackers", "realtracker", lengths
+        )
         ours = _subprocess("ours", gt_folder, REAL_MOT17 / "trackers", "realtracker", lengths)
         lines += _table_rows("real MOT17 02/05/09-SDP", reference, ours, boxes)
-    print("\n".join(lines))  # the benchmark's own output
+    print("\n".join(lines + notes))  # the benchmark's own output
 
 
 if __name__ == "__main__":

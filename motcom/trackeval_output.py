@@ -6,9 +6,9 @@ metric classes' ``summary_results`` / ``detailed_results`` of TrackEval 1.3.0:
 * summary: two space-separated lines (``\\r\\n`` ends, as Python's ``csv`` writes them), the
   field names in TrackEval's fixed order and the COMBINED values, ratios x100 formatted with
   ``{:1.5g}`` and counts as integers;
-* detailed: one CSV row per sequence in sorted name order, then ``COMBINED``; values are written
-  with ``str()`` at full precision on the 0-1 scale, so integer counts appear as ``5`` and float
-  counts (``Frag``, ``HOTA_TP___*``) as ``5.0``, exactly as TrackEval writes them.
+* detailed: one CSV row per sequence in sorted name order, then ``COMBINED``. Values are written
+  with ``str()`` at full precision on the 0-1 scale. Integer counts appear as ``5`` and float
+  counts (``Frag``, ``HOTA_TP___*``) as ``5.0``, as TrackEval writes them.
 """
 
 from __future__ import annotations

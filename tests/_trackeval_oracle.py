@@ -120,7 +120,8 @@ def trackeval_combine(results: dict[str, dict[str, Any]], threshold: float = 0.5
     for metric in _metrics(threshold):
         fields = set(metric.fields)
         per_seq = {
-            name: {k: v for k, v in results[name].items() if k in fields} for name in sorted(results)
+            name: {k: v for k, v in results[name].items() if k in fields}
+            for name in sorted(results)
         }
         combined.update(metric.combine_sequences(per_seq))
     return combined
@@ -155,7 +156,9 @@ def write_mot_folder(
         with open(data_root / f"{name}.txt", "w") as f:
             for i in range(len(tracks)):
                 box = ",".join(repr(float(v)) for v in tracks.boxes[i])
-                f.write(f"{tracks.frame[i]},{tracks.id[i]},{box},{float(tracks.conf[i])!r},-1,-1,-1\n")
+                f.write(
+                    f"{tracks.frame[i]},{tracks.id[i]},{box},{float(tracks.conf[i])!r},-1,-1,-1\n"
+                )
 
 
 def trackeval_on_folder(

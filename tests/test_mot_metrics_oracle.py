@@ -9,18 +9,18 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from motcom.data import GroundTruth, Tracks
-from motcom.evaluation import combine_sequences, evaluate_sequence
-from motcom.trackeval_output import format_detailed, format_summary
 from _trackeval_oracle import (
     trackeval_combine,
     trackeval_on_arrays,
     trackeval_on_folder,
     write_mot_folder,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from motcom.data import GroundTruth, Tracks
+from motcom.evaluation import combine_sequences, evaluate_sequence
+from motcom.trackeval_output import format_detailed, format_summary
 
 GT_CLASSES = [1, 1, 1, 1, 1, 2, 6, 7, 8, 9, 12]
 GT_FLAGS = [1.0, 1.0, 1.0, 1.0, 0.0, 0.5]
@@ -87,9 +87,16 @@ def scenes(draw: st.DrawFn) -> tuple[GroundTruth, Tracks, int]:
 
 
 def assert_same_fields(ours: dict[str, Any], expected: dict[str, Any]) -> None:
-    """Every TrackEval field: integer-valued ones exactly, floats within 1e-9."""
+    """Every TrackEval field: integer-valued ones exactly, floats within 1e-9, same kind of number.
+
+    The kind (integer or float) decides how the detailed CSV writes a value, e.g. ``5`` or ``5.0``.
+    """
     for field, value in expected.items():
         assert field in ours, field
+        if np.ndim(value) == 0:
+            assert isinstance(ours[field], (int, np.integer)) == isinstance(
+                value, (int, np.integer)
+            ), (field, type(ours[field]), type(value))
         mine = np.asarray(ours[field], dtype=float)
         theirs = np.asarray(value, dtype=float)
         if np.all(theirs == np.round(theirs)) and field not in ("MOTP_sum",):
@@ -177,8 +184,9 @@ def test_output_files_match_trackeval(tmp_path_factory, scene_list):
 
 
 def test_box_iou_bit_identical_to_trackeval():
-    from motcom.evaluation.ious import corner_boxes, overlap_ious
     from trackeval.datasets._base_dataset import _BaseDataset
+
+    from motcom.evaluation.ious import corner_boxes, overlap_ious
 
     rng = np.random.default_rng(3)
     gt_boxes = np.round(rng.uniform(0, 60, (40, 4)), int(rng.integers(0, 3)))
@@ -188,9 +196,29 @@ def test_box_iou_bit_identical_to_trackeval():
     dense = _BaseDataset._calculate_box_ious(gt_boxes, tracker_boxes, box_format="xywh")
 
     index_gt, index_tracker, iou = overlap_ious(
-        np.zeros(40, np.int64), corner_boxes(gt_boxes), np.zeros(50, np.int64), corner_boxes(tracker_boxes)
+        np.zeros(40, np.int64),
+        corner_boxes(gt_boxes),
+        np.zeros(50, np.int64),
+        corner_boxes(tracker_boxes),
     )
     sparse = np.zeros_like(dense)
     sparse[index_gt, index_tracker] = iou
     assert np.array_equal(sparse, dense)
     assert np.all(iou > 0)
+
+
+@settings(SETTINGS, max_examples=40)
+@given(scene=scenes())
+def test_clear_frame_by_frame_fallback_matches_trackeval(scene):
+    """With one round of whole-sequence matching, CLEAR finishes frame by frame."""
+    from motcom.evaluation import clear
+
+    gt, tracks, seq_length = scene
+    expected = trackeval_on_arrays(gt, tracks, seq_length)
+    rounds = clear.MAX_ROUNDS
+    clear.MAX_ROUNDS = 1
+    try:
+        ours = evaluate_sequence(gt, tracks, seq_length)
+    finally:
+        clear.MAX_ROUNDS = rounds
+    assert_same_fields(ours, expected)

@@ -71,8 +71,12 @@ def mot17_results() -> dict[str, dict]:
     for name in MOT17_SEQUENCES:
         folder = MOT17 / "gt" / "MOT17-train" / name
         gt = read_mot_text(folder / "gt" / "gt.txt", is_gt=True)
-        tracks = read_mot_text(MOT17 / "trackers" / "realtracker" / "data" / f"{name}.txt", is_gt=False)
-        results[name] = evaluate_sequence(gt, tracks, seq_length(folder), benchmark="MOT17", name=name)
+        tracks = read_mot_text(
+            MOT17 / "trackers" / "realtracker" / "data" / f"{name}.txt", is_gt=False
+        )
+        results[name] = evaluate_sequence(
+            gt, tracks, seq_length(folder), benchmark="MOT17", name=name
+        )
     results["COMBINED"] = combine_sequences(results)
     return results
 
@@ -150,7 +154,9 @@ def test_mot20_gt_as_tracker_scores_one():
     folder = MOT_ROOT / "MOT20" / "gt" / "MOT20-train" / "MOT20-01"
     gt = read_mot_text(folder / "gt" / "gt.txt", is_gt=True)
     keep = (gt.cls == 1) & (gt.flag == 1)
-    tracks = Tracks(frame=gt.frame[keep], id=gt.id[keep], boxes=gt.boxes[keep], conf=np.ones(keep.sum()))
+    tracks = Tracks(
+        frame=gt.frame[keep], id=gt.id[keep], boxes=gt.boxes[keep], conf=np.ones(keep.sum())
+    )
     res = evaluate_sequence(gt, tracks, seq_length(folder), benchmark="MOT20")
     assert res["MOTA"] == 1.0
     assert res["IDF1"] == 1.0

@@ -84,6 +84,75 @@ def test_threshold_changes_clear_and_identity_only():
     assert res["HOTA_TP"][8] == 0  # alpha 0.45
 
 
+# --- TrackEval's own tiny cases (tests/test_metrics.py), rebuilt from boxes ----------------------
+
+
+def from_overlaps(
+    gt_present: list[list[int]], tracker_present: list[list[int]], overlaps: dict[tuple, list]
+) -> tuple[GroundTruth, Tracks, int]:
+    """Build boxes where tracker k covers gt g exactly in the frames ``overlaps[(g, k)]`` marks.
+
+    ``gt_present[g][t]`` and ``tracker_present[k][t]`` mark which boxes exist. A tracker box that
+    covers no gt box lies far away from every gt box.
+    """
+    num_frames = len(gt_present[0])
+    gt_rows, tracker_rows = [], []
+    for g, present in enumerate(gt_present):
+        gt_rows += [(t + 1, g + 1, 100 * g, 0, 10, 10) for t in range(num_frames) if present[t]]
+    for k, present in enumerate(tracker_present):
+        for t in range(num_frames):
+            if not present[t]:
+                continue
+            covered = [g for (g, kk), marks in overlaps.items() if kk == k and marks[t]]
+            x = 100 * covered[0] if covered else 5000 + 100 * k
+            tracker_rows.append((t + 1, k + 1, x, 0, 10, 10))
+    return make_gt(gt_rows), make_tracks(tracker_rows), num_frames
+
+
+TRACKEVAL_TINY_CASES = {
+    "no_confusion": (
+        [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]],
+        [[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]],
+        {(0, 1): [0, 0, 0, 1, 1], (1, 0): [1, 1, 0, 0, 0]},
+        dict(CLR_TP=4, CLR_FN=4, CLR_FP=5, IDSW=0, MOTA=1 - 9 / 8, IDTP=4, IDFN=4, IDFP=5),
+    ),
+    "with_confusion": (
+        [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]],
+        [[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]],
+        {
+            (0, 1): [0, 0, 0, 1, 1],
+            (1, 0): [1, 1, 0, 0, 0],
+            (0, 0): [0, 0, 1, 0, 0],
+            (1, 1): [0, 1, 0, 0, 0],
+        },
+        dict(CLR_TP=5, CLR_FN=3, CLR_FP=4, IDSW=1, MOTA=0.0, IDTP=4, IDFN=4, IDFP=5),
+    ),
+    "split_tracks": (
+        [[1, 1, 0, 1, 1], [1, 1, 1, 1, 1]],
+        [[1, 1, 0, 0, 0], [0, 0, 1, 1, 1], [0, 0, 0, 0, 1], [0, 0, 1, 1, 1], [1, 1, 0, 0, 0]],
+        {
+            (0, 0): [1, 1, 0, 0, 0],
+            (0, 3): [0, 0, 0, 1, 1],
+            (1, 1): [0, 0, 1, 1, 0],
+            (1, 2): [0, 0, 0, 0, 1],
+            (1, 4): [1, 1, 0, 0, 0],
+        },
+        dict(CLR_TP=9, CLR_FN=0, CLR_FP=2, IDSW=3, MOTA=1 - 5 / 9, IDTP=4, IDFN=5, IDFP=7),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(TRACKEVAL_TINY_CASES))
+def test_trackeval_tiny_case(case):
+    gt_present, tracker_present, overlaps, expected = TRACKEVAL_TINY_CASES[case]
+    gt, tracks, num_frames = from_overlaps(gt_present, tracker_present, overlaps)
+    res = evaluate_sequence(gt, tracks, num_frames)
+    for field, value in expected.items():
+        assert res[field] == pytest.approx(value, abs=1e-12), field
+    idtp, idfn, idfp = expected["IDTP"], expected["IDFN"], expected["IDFP"]
+    assert res["IDF1"] == pytest.approx(2 * idtp / (2 * idtp + idfn + idfp), abs=1e-12)
+
+
 # --- empty sides --------------------------------------------------------------------------------
 
 

@@ -79,10 +79,10 @@ def evaluate_sequence(
         gt: ground-truth rows of the sequence (any order; rows of a frame keep their order).
         tracks: tracker boxes of the sequence.
         seq_length: number of frames (``seqLength`` of ``seqinfo.ini``); frames are 1-based.
-        benchmark: TrackEval's ``BENCHMARK``. ``"MOT16"``/``"MOT17"`` remove tracker boxes matched
-            to distractors (classes 2, 7, 8, 12) and keep gt rows of class 1; ``"MOT20"`` also
-            treats class 6 as a distractor; ``"MOT15"`` and ``None`` (TrackEval's
-            ``DO_PREPROC=False``) only drop gt rows whose flag is 0.
+        benchmark: TrackEval's ``BENCHMARK``. ``"MOT16"`` and ``"MOT17"`` remove tracker boxes
+            matched to distractors (classes 2, 7, 8, 12) and keep gt rows of class 1.
+            ``"MOT20"`` also treats class 6 as a distractor. ``"MOT15"`` and ``None``
+            (TrackEval's ``DO_PREPROC=False``) only drop gt rows whose flag truncates to 0.
         threshold: IoU a CLEAR or Identity match needs (TrackEval's ``THRESHOLD``); the
             distractor matching always uses 0.5 and HOTA its 19 alphas.
         name: sequence name, used in error messages only.
@@ -94,14 +94,16 @@ def evaluate_sequence(
         1 and ``CLR_Frames`` 0 for an empty tracker output.
 
     Raises:
-        EvaluationError: on a frame outside ``1..seq_length``, a repeated id within a frame, a
-            non-finite box, a negative width or height, a negative id, an unknown benchmark, a
-            threshold outside ``[1e-6, 1]``, or a gt class outside 1..13 in a frame with tracker
-            boxes when preprocessing runs.
+        EvaluationError: on invalid input: a frame outside ``1..seq_length``, a repeated id
+            within a frame, a non-finite box, a negative width or height or a negative id. Also
+            on an unknown benchmark or a threshold outside ``[1e-6, 1]``, and on a gt class
+            outside 1..13 in a frame with tracker boxes when preprocessing runs.
 
     .. note::
-        Deliberate difference from TrackEval: negative ids are rejected. TrackEval relabels ids
-        through an array indexed by the id, so ``-1`` silently becomes the largest id.
+        Deliberate differences from TrackEval: negative ids are rejected, because TrackEval
+        relabels ids through an array indexed by the id, so ``-1`` silently becomes the largest
+        id. Thresholds below 1e-6 are rejected, because at or below eps TrackEval would count
+        pairs with IoU 0 as matches.
     """
     if not MIN_THRESHOLD <= threshold <= 1:
         raise EvaluationError(f"threshold is {threshold!r}; expected a number in [1e-6, 1]")

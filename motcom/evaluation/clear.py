@@ -1,4 +1,4 @@
-"""CLEAR MOT metrics (Bernardin and Stiefelhagen 2008) as TrackEval 1.3.0 ``metrics/clear.py`` computes them.
+"""CLEAR MOT metrics (Bernardin and Stiefelhagen 2008) as TrackEval 1.3.0 computes them.
 
 TrackEval's rules, reproduced here:
 
@@ -16,10 +16,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
+from motcom.evaluation.lsap import linear_sum_assignment
 
 from motcom.evaluation.ious import EPS
-from motcom.evaluation.matching import SmallComponents, frame_offsets
+from motcom.evaluation.matching import SmallComponents, frame_mask, frame_offsets
 from motcom.evaluation.preprocess import PreparedSequence
 
 CLEAR_MAIN_FLOAT_FIELDS = ["MOTA", "MOTP", "MODA", "CLR_Re", "CLR_Pr", "MTR", "PTR", "MLR", "sMOTA"]
@@ -31,6 +31,8 @@ CLEAR_INTEGER_FIELDS = CLEAR_MAIN_INTEGER_FIELDS + CLEAR_EXTRA_INTEGER_FIELDS
 CLEAR_SUMMED_FIELDS = CLEAR_INTEGER_FIELDS + ["MOTP_sum"]
 
 CONTINUATION_BONUS = 1000
+MAX_ROUNDS = 16
+"""Rounds of the whole-sequence matching before the rest is finished frame by frame."""
 MT_RATIO = 0.8
 ML_RATIO = 0.2
 
@@ -75,42 +77,73 @@ def _match_frames(
     edge_frame = gt.frame[edge_gt]
     components = SmallComponents(edge_frame, edge_gt, edge_tracker, gt.num_dets, tracker.num_dets)
 
+    previous_edge = _previous_frame_edges(seq, edge_gt, edge_tracker)
+    has_previous = previous_edge >= 0
+    edge_offsets = frame_offsets(edge_frame, seq.num_timesteps).tolist()
+    edge_row, edge_col = gt.position[edge_gt], tracker.position[edge_tracker]
+    frame_shapes = list(zip(gt.per_frame.tolist(), tracker.per_frame.tolist(), strict=True))
+    solved = np.zeros(seq.num_timesteps, bool)
+    solver_choice = np.zeros(edge_gt.shape[0], bool)
+    continued = np.zeros(edge_gt.shape[0], bool)
+    matched = np.zeros(edge_gt.shape[0], bool)
+    changed_bonus = None
+    for _ in range(MAX_ROUNDS):
+        weight = CONTINUATION_BONUS * continued + edge_iou
+        chosen, unresolved = components.solve(weight, changed_bonus)
+        stale = ~solved[unresolved]
+        if changed_bonus is not None:
+            stale |= frame_mask(edge_frame[changed_bonus], seq.num_timesteps)[unresolved]
+        for t in unresolved[stale].tolist():
+            lo, hi = edge_offsets[t], edge_offsets[t + 1]
+            solver_choice[lo:hi] = _solve_frame(
+                weight[lo:hi], edge_row[lo:hi], edge_col[lo:hi], frame_shapes[t]
+            )
+            solved[t] = True
+        by_solver = frame_mask(unresolved, seq.num_timesteps)[edge_frame]
+        chosen[by_solver] = solver_choice[by_solver]
+
+        changed = chosen != matched
+        matched = chosen
+        continued_next = has_previous & matched[np.maximum(previous_edge, 0)]
+        changed_bonus = continued_next != continued
+        if not changed.any() or not changed_bonus.any():
+            return edge_gt[matched], edge_tracker[matched], edge_iou[matched]
+        continued_used, continued = continued, continued_next
+
+    # Slow convergence (a long chain of bonus-dependent frames): finish frame by frame from the
+    # first frame that changed in the last round, because the frames before it are final. A frame
+    # whose bonus equals the one of the last round keeps that round's matches.
+    first = int(edge_frame[np.flatnonzero(changed)[0]])
+    for t in np.unique(edge_frame[edge_frame >= first]).tolist():
+        lo, hi = edge_offsets[t], edge_offsets[t + 1]
+        bonus = has_previous[lo:hi] & matched[np.maximum(previous_edge[lo:hi], 0)]
+        if np.array_equal(bonus, continued_used[lo:hi]):
+            continue
+        weight = CONTINUATION_BONUS * bonus + edge_iou[lo:hi]
+        matched[lo:hi] = _solve_frame(weight, edge_row[lo:hi], edge_col[lo:hi], frame_shapes[t])
+    return edge_gt[matched], edge_tracker[matched], edge_iou[matched]
+
+
+def _previous_frame_edges(
+    seq: PreparedSequence, edge_gt: np.ndarray, edge_tracker: np.ndarray
+) -> np.ndarray:
+    """Return, per edge, the edge of the same (gt id, tracker id) in the previous active frame.
+
+    -1 where there is none. The previous active frame is the last earlier frame with both gt
+    and tracker boxes, the frame whose matches give TrackEval's continuation bonus.
+    """
+    gt, tracker = seq.gt, seq.tracker
     active = np.flatnonzero((gt.per_frame > 0) & (tracker.per_frame > 0))
     active_index = np.full(seq.num_timesteps, -1, np.int64)
     active_index[active] = np.arange(active.shape[0])
     num_cells = gt.num_ids * tracker.num_ids
-    edge_cell = gt.id[edge_gt] * tracker.num_ids + tracker.id[edge_tracker]
-    edge_step_key = active_index[edge_frame] * num_cells + edge_cell
-    previous_step_key = edge_step_key - num_cells
-
-    edge_offsets = frame_offsets(edge_frame, seq.num_timesteps).tolist()
-    edge_row, edge_col = gt.position[edge_gt], tracker.position[edge_tracker]
-    gt_per_frame, tracker_per_frame = gt.per_frame.tolist(), tracker.per_frame.tolist()
-    solved_frames: dict[int, tuple[bytes, np.ndarray]] = {}
-
-    continued = np.zeros(edge_gt.shape[0], bool)
-    matched = None
-    while True:
-        weight = CONTINUATION_BONUS * continued + edge_iou
-        chosen, unresolved = components.solve(weight)
-        for t in unresolved.tolist():
-            lo, hi = edge_offsets[t], edge_offsets[t + 1]
-            signature = continued[lo:hi].tobytes()
-            cached = solved_frames.get(t)
-            if cached is None or cached[0] != signature:
-                cached = (signature, _solve_frame(
-                    weight[lo:hi], edge_row[lo:hi], edge_col[lo:hi],
-                    (gt_per_frame[t], tracker_per_frame[t]),
-                ))  # fmt: skip
-                solved_frames[t] = cached
-            chosen[lo:hi] = cached[1]
-        if matched is not None and np.array_equal(chosen, matched):
-            break
-        matched = chosen
-        matched_keys = np.sort(edge_step_key[matched])
-        continued = _contains(matched_keys, previous_step_key)
-
-    return edge_gt[matched], edge_tracker[matched], edge_iou[matched]
+    cell = gt.id[edge_gt] * tracker.num_ids + tracker.id[edge_tracker]
+    step_key = active_index[gt.frame[edge_gt]] * num_cells + cell
+    order = np.argsort(step_key)
+    sorted_keys = step_key[order]
+    query = step_key - num_cells
+    position = np.minimum(np.searchsorted(sorted_keys, query), sorted_keys.shape[0] - 1)
+    return np.where(sorted_keys[position] == query, order[position], -1)
 
 
 def _solve_frame(
@@ -126,14 +159,6 @@ def _solve_frame(
     mask = np.zeros(rows.shape[0], bool)
     mask[edge_index[match_rows[matched], match_cols[matched]]] = True
     return mask
-
-
-def _contains(sorted_keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """Return whether each query is in ``sorted_keys``."""
-    if sorted_keys.size == 0:
-        return np.zeros(queries.shape[0], bool)
-    position = np.minimum(np.searchsorted(sorted_keys, queries), sorted_keys.shape[0] - 1)
-    return sorted_keys[position] == queries
 
 
 def clear_sequence(seq: PreparedSequence, threshold: float = 0.5) -> dict[str, Any]:
@@ -167,7 +192,7 @@ def clear_sequence(seq: PreparedSequence, threshold: float = 0.5) -> dict[str, A
     matched_tracker_id = tracker.id[matched_tracker]
 
     # ID switches: compare with the previous match of the same gt id, at any earlier frame.
-    by_gt = np.lexsort((matched_frame, matched_gt_id))
+    by_gt = np.argsort(matched_gt_id * seq.num_timesteps + matched_frame)
     same_gt = matched_gt_id[by_gt][1:] == matched_gt_id[by_gt][:-1]
     switched = same_gt & (matched_tracker_id[by_gt][1:] != matched_tracker_id[by_gt][:-1])
     res["IDSW"] = int(switched.sum())

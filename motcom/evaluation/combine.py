@@ -1,6 +1,6 @@
 """The COMBINED row: TrackEval 1.3.0's ``combine_sequences`` of HOTA, CLEAR, Identity and Count.
 
-Counts and ``MOTP_sum`` are summed; ``AssA``, ``AssRe``, ``AssPr`` and ``LocA`` are averaged with
+Counts and ``MOTP_sum`` are summed. ``AssA``, ``AssRe``, ``AssPr`` and ``LocA`` are averaged with
 the per-alpha ``HOTA_TP`` as weights (``LocA`` with a ``max(1e-10, ...)`` guard), so a sequence
 without true positives adds nothing to them. Sequences are visited in sorted name order, the
 order of TrackEval's serial run, so the floating-point sums agree.

@@ -1,9 +1,10 @@
-"""HOTA (Luiten et al., IJCV 2021) for one sequence, identical to TrackEval 1.3.0 ``metrics/hota.py``.
+"""HOTA (Luiten et al., IJCV 2021) for one sequence, identical to TrackEval 1.3.0 ``hota.py``.
 
-The per-frame loops of TrackEval are replaced by operations over the list of overlapping pairs;
-the floating-point sums that feed a comparison or the Hungarian matching are formed in TrackEval's
-order (see :mod:`motcom.evaluation.sums`), and frames whose matching is not forced are solved by
-``linear_sum_assignment`` on the same full-frame matrix as TrackEval's.
+The per-frame loops of TrackEval are replaced by operations over the list of overlapping pairs.
+The floating-point sums that feed a comparison or the Hungarian matching are formed in TrackEval's
+order (see :mod:`motcom.evaluation.sums`). Frames whose matching is not determined by
+:class:`~motcom.evaluation.matching.SmallComponents` are solved by ``linear_sum_assignment`` on
+the same full-frame matrix as TrackEval's.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
+from motcom.evaluation.lsap import linear_sum_assignment
 
 from motcom.evaluation.ious import EPS
-from motcom.evaluation.matching import SmallComponents, frame_offsets
+from motcom.evaluation.matching import SmallComponents, frame_mask, frame_offsets
 from motcom.evaluation.preprocess import PreparedSequence
 from motcom.evaluation.sums import sequential_or_pairwise_sums
 
@@ -24,14 +25,25 @@ ALPHAS = np.arange(0.05, 0.99, 0.05)
 ALPHA_LABELS = [int(100 * alpha) for alpha in ALPHAS]
 """Column suffixes of the detailed CSV: 5, 10, ..., 95."""
 
-HOTA_FLOAT_ARRAY_FIELDS = ["HOTA", "DetA", "AssA", "DetRe", "DetPr", "AssRe", "AssPr", "LocA", "OWTA"]
+HOTA_FLOAT_ARRAY_FIELDS = [
+    "HOTA",
+    "DetA",
+    "AssA",
+    "DetRe",
+    "DetPr",
+    "AssRe",
+    "AssPr",
+    "LocA",
+    "OWTA",
+]
 HOTA_INTEGER_ARRAY_FIELDS = ["HOTA_TP", "HOTA_FN", "HOTA_FP"]
 HOTA_FLOAT_FIELDS = ["HOTA(0)", "LocA(0)", "HOTALocA(0)"]
 
 
 def _empty_result() -> dict[str, Any]:
     res: dict[str, Any] = {
-        field: np.zeros(len(ALPHAS)) for field in HOTA_FLOAT_ARRAY_FIELDS + HOTA_INTEGER_ARRAY_FIELDS
+        field: np.zeros(len(ALPHAS))
+        for field in HOTA_FLOAT_ARRAY_FIELDS + HOTA_INTEGER_ARRAY_FIELDS
     }
     for field in HOTA_FLOAT_FIELDS:
         res[field] = 0
@@ -113,10 +125,10 @@ def _match_frames(
         pair_frame[edge], pair_gt[edge], pair_tracker[edge], gt.num_dets, tracker.num_dets
     )
     chosen = np.zeros(pair_gt.shape[0], bool)
-    chosen[edge], unforced_frames = components.solve(score[edge])
+    chosen[edge], unresolved_frames = components.solve(score[edge])
     # A zero score on a positive IoU leaves a tie in TrackEval's matrix, so its frame is solved.
-    unforced_frames = np.union1d(unforced_frames, pair_frame[~edge])
-    take = chosen & ~np.isin(pair_frame, unforced_frames)
+    unresolved_frames = np.union1d(unresolved_frames, pair_frame[~edge])
+    take = chosen & ~frame_mask(unresolved_frames, seq.num_timesteps)[pair_frame]
     matched_gt = [pair_gt[take]]
     matched_tracker = [pair_tracker[take]]
     matched_iou = [iou[take]]
@@ -124,23 +136,32 @@ def _match_frames(
     pair_offsets = frame_offsets(pair_frame, seq.num_timesteps).tolist()
     rows_all = gt.position[pair_gt]
     cols_all = tracker.position[pair_tracker]
-    values_all = np.stack([score, iou])
     gt_per_frame, tracker_per_frame = gt.per_frame.tolist(), tracker.per_frame.tolist()
     gt_offsets, tracker_offsets = gt.offsets.tolist(), tracker.offsets.tolist()
-    for t in unforced_frames.tolist():
+    solved_gt, solved_tracker = [], []
+    for t in unresolved_frames.tolist():
         lo, hi = pair_offsets[t], pair_offsets[t + 1]
-        # Layer 0 is TrackEval's score matrix (alignment x IoU), layer 1 the IoU matrix.
-        matrices = np.zeros((2, gt_per_frame[t], tracker_per_frame[t]))
-        matrices[:, rows_all[lo:hi], cols_all[lo:hi]] = values_all[:, lo:hi]
-        match_rows, match_cols = linear_sum_assignment(matrices[0], maximize=True)
-        match_iou = matrices[1][match_rows, match_cols]
-        positive = match_iou > 0
-        matched_gt.append(gt_offsets[t] + match_rows[positive])
-        matched_tracker.append(tracker_offsets[t] + match_cols[positive])
-        matched_iou.append(match_iou[positive])
+        score_matrix = np.zeros((gt_per_frame[t], tracker_per_frame[t]))
+        score_matrix[rows_all[lo:hi], cols_all[lo:hi]] = score[lo:hi]
+        match_rows, match_cols = linear_sum_assignment(score_matrix, maximize=True)
+        solved_gt.append(match_rows + gt_offsets[t])
+        solved_tracker.append(match_cols + tracker_offsets[t])
+
+    if solved_gt:
+        # The solver also pairs boxes without overlap; only pairs with a positive IoU are kept.
+        solved_gt_all = np.concatenate(solved_gt)
+        solved_tracker_all = np.concatenate(solved_tracker)
+        num_tracker = tracker.num_dets
+        pair_key = pair_gt * num_tracker + pair_tracker
+        query = solved_gt_all * num_tracker + solved_tracker_all
+        found = np.minimum(np.searchsorted(pair_key, query), pair_key.shape[0] - 1)
+        hit = pair_key[found] == query
+        matched_gt.append(solved_gt_all[hit])
+        matched_tracker.append(solved_tracker_all[hit])
+        matched_iou.append(iou[found[hit]])
 
     all_gt = np.concatenate(matched_gt)
-    order = np.argsort(all_gt, kind="stable")
+    order = np.argsort(all_gt)
     return all_gt[order], np.concatenate(matched_tracker)[order], np.concatenate(matched_iou)[order]
 
 

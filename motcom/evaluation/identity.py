@@ -1,10 +1,10 @@
-"""Identity metrics (IDF1, IDR, IDP; Ristani et al. 2016) as TrackEval 1.3.0 ``metrics/identity.py``.
+"""Identity metrics (IDF1, IDR, IDP; Ristani et al. 2016) as TrackEval 1.3.0 computes them.
 
 TrackEval solves one Hungarian problem on a ``(G+T) x (G+T)`` cost matrix of FN and FP counts,
 with dummy rows and columns for unmatched ids. Its optimal cost is ``sum(gt dets) + sum(tracker
 dets) - 2 M``, where ``M`` is the largest total number of frames (IoU >= threshold, no eps) that a
 one-to-one assignment of gt ids to tracker ids can share, and ``IDFN`` and ``IDFP`` follow from
-``M`` alone. So any exact maximum-weight matching gives TrackEval's integers; here it is solved per
+``M`` alone. So any exact maximum-weight matching gives TrackEval's integers. Here it is solved per
 connected component of the id graph, which is much smaller than the full matrix.
 """
 
@@ -13,10 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
-
+from motcom.evaluation.lsap import linear_sum_assignment
+from motcom.evaluation.matching import connected_labels
 from motcom.evaluation.preprocess import PreparedSequence
 
 IDENTITY_FLOAT_FIELDS = ["IDF1", "IDR", "IDP"]
@@ -46,11 +44,7 @@ def max_weight_matching(
     """
     if rows.size == 0:
         return 0
-    graph = coo_matrix(
-        (np.ones(rows.shape[0]), (rows, num_rows + cols)),
-        shape=(num_rows + num_cols, num_rows + num_cols),
-    )
-    _, labels = connected_components(graph, directed=False)
+    labels = connected_labels(rows, num_rows + cols, num_rows + num_cols)
     edge_label = labels[rows]
     edges_per_label = np.bincount(edge_label)
     single = edges_per_label[edge_label] == 1
@@ -89,7 +83,9 @@ def identity_sequence(seq: PreparedSequence, threshold: float = 0.5) -> dict[str
 
     passed = np.greater_equal(seq.pair_iou, threshold)
     num_tracker_ids = seq.tracker.num_ids
-    keys = seq.gt.id[seq.pair_gt[passed]] * num_tracker_ids + seq.tracker.id[seq.pair_tracker[passed]]
+    keys = (
+        seq.gt.id[seq.pair_gt[passed]] * num_tracker_ids + seq.tracker.id[seq.pair_tracker[passed]]
+    )
     cells, counts = np.unique(keys, return_counts=True)
     shared_frames = max_weight_matching(
         cells // num_tracker_ids,

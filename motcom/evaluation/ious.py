@@ -1,9 +1,9 @@
 """Box IoU between the boxes of the same frame, computed only for pairs that can overlap.
 
 TrackEval 1.3.0 computes a dense IoU matrix per frame (``_BaseDataset._calculate_box_ious``).
-Here the pairs that can intersect are found first with a sweep over the left edges, and the IoU of
-those pairs is computed with the same floating-point operations in the same order, so every value
-is bit-identical to TrackEval's and comparisons at exactly 0.5 agree. Pairs left out have IoU 0 in
+Here the pairs that can intersect are found first with a sweep over the left edges. Their IoU is
+computed with the same floating-point operations in the same order, so every value is
+bit-identical to TrackEval's and comparisons at exactly 0.5 agree. Pairs left out have IoU 0 in
 TrackEval too.
 """
 
@@ -39,9 +39,9 @@ def _candidate_pairs(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Find the index pairs of boxes in the same frame whose x-extents may overlap.
 
-    The result is a superset of the pairs with a positive intersection: a sweep over the sorted
-    left edges of ``b`` with a window widened by the widest ``b`` box of the frame and by a margin
-    larger than the rounding of the sort key.
+    The result is a superset of the pairs with a positive intersection. It comes from a sweep
+    over the sorted left edges of ``b``, with a window widened by the widest ``b`` box of the
+    frame and by a margin larger than the rounding of the sort key.
     """
     x0_a, _, x1_a, _ = corners_a
     x0_b, _, x1_b, _ = corners_b
@@ -52,11 +52,16 @@ def _candidate_pairs(
     margin = 16 * EPS * (frame_max * span + abs(x_min)) + 1e-9
 
     key_b = frame_b * span + (x0_b - x_min)
-    order_b = np.argsort(key_b, kind="stable")
+    order_b = np.argsort(key_b)
     sorted_key_b = key_b[order_b]
 
     widest_b = np.zeros(frame_max, np.float64)
-    np.maximum.at(widest_b, frame_b, x1_b - x0_b)
+    width_b = x1_b - x0_b
+    if np.all(frame_b[1:] >= frame_b[:-1]):
+        starts = np.flatnonzero(np.r_[True, frame_b[1:] != frame_b[:-1]])
+        widest_b[frame_b[starts]] = np.maximum.reduceat(width_b, starts)
+    else:
+        np.maximum.at(widest_b, frame_b, width_b)
     base_a = frame_a * span - x_min
     low = np.searchsorted(sorted_key_b, base_a + x0_a - widest_b[frame_a] - margin, side="left")
     high = np.searchsorted(sorted_key_b, base_a + x1_a + margin, side="right")
@@ -112,5 +117,5 @@ def overlap_ious(
 
     positive = iou > 0
     index_a, index_b, iou = index_a[positive], index_b[positive], iou[positive]
-    order = np.argsort(index_a * frame_b.shape[0] + index_b, kind="stable")
+    order = np.argsort(index_a * frame_b.shape[0] + index_b)
     return index_a[order], index_b[order], iou[order]

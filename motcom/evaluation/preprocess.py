@@ -17,12 +17,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
+from motcom.evaluation.lsap import linear_sum_assignment
 
 from harness.errors import EvaluationError
 from motcom.data import GroundTruth, Tracks
 from motcom.evaluation.ious import EPS, corner_boxes, overlap_ious
-from motcom.evaluation.matching import frame_offsets
+from motcom.evaluation.matching import SmallComponents, frame_mask, frame_offsets
 
 PREPROCESSED_BENCHMARKS = ("MOT16", "MOT17", "MOT20")
 """Benchmarks for which TrackEval removes tracker boxes on distractors and non-pedestrian gt."""
@@ -74,9 +74,9 @@ class SideArrays:
 class PreparedSequence:
     """One sequence after preprocessing, with the IoU of every overlapping gt-tracker pair.
 
-    ``pair_gt`` and ``pair_tracker`` index the rows of ``gt`` and ``tracker``; the pairs are sorted
-    by frame, then gt row, then tracker column, and all have an IoU above 0. Every pair absent has
-    IoU 0 in TrackEval's matrices.
+    ``pair_gt`` and ``pair_tracker`` index the rows of ``gt`` and ``tracker``. The pairs are
+    sorted by frame, then gt row, then tracker column, and all have an IoU above 0. Every pair
+    left out has IoU 0 in TrackEval's matrices.
     """
 
     num_timesteps: int
@@ -92,7 +92,7 @@ class PreparedSequence:
 
 
 def check_benchmark(benchmark: str | None) -> None:
-    """Raise :class:`EvaluationError` unless ``benchmark`` is one TrackEval's MOTChallenge knows."""
+    """Raise :class:`EvaluationError` unless TrackEval supports ``benchmark`` for MOTChallenge."""
     if benchmark not in BENCHMARKS:
         valid = ", ".join(repr(b) for b in BENCHMARKS)
         raise EvaluationError(f"unknown benchmark {benchmark!r}; expected one of {valid}")
@@ -110,7 +110,7 @@ def _check_side(
     boxes: np.ndarray,
     seq_length: int,
 ) -> None:
-    """Check the frames, ids and boxes of one side; raise :class:`EvaluationError` on the first bad row."""
+    """Check the frames, ids and boxes of one side; raise :class:`EvaluationError` on a bad row."""
     where = _where(name, side)
     n = frame.shape[0]
     if ids.shape != (n,) or boxes.shape != (n, 4):
@@ -149,9 +149,14 @@ def _check_side(
             f"{boxes[i, 2:].tolist()}; expected width >= 0 and height >= 0"
         )
 
-    order = np.lexsort((ids, frame))
-    same = (frame[order][1:] == frame[order][:-1]) & (ids[order][1:] == ids[order][:-1])
-    bad = np.flatnonzero(same)
+    if int(ids.max()) < 2**40 and int(frame.max()) < 2**22:
+        key = frame.astype(np.int64) * (int(ids.max()) + 1) + ids
+        order = np.argsort(key)
+        bad = np.flatnonzero(key[order][1:] == key[order][:-1])
+    else:
+        order = np.lexsort((ids, frame))
+        same = (frame[order][1:] == frame[order][:-1]) & (ids[order][1:] == ids[order][:-1])
+        bad = np.flatnonzero(same)
     if bad.size:
         i = order[bad[0]]
         raise EvaluationError(
@@ -189,8 +194,17 @@ def check_inputs(gt: GroundTruth, tracks: Tracks, seq_length: int, name: str | N
 
 
 def _relabel(ids: np.ndarray) -> tuple[np.ndarray, int]:
-    unique_ids, labels = np.unique(ids, return_inverse=True)
-    return labels.astype(np.int64).reshape(-1), int(unique_ids.shape[0])
+    """Map ids to ``0..n-1`` in increasing id order; return the labels and ``n``."""
+    if ids.size == 0:
+        return np.zeros(0, np.int64), 0
+    largest = int(ids.max())
+    if largest > 4 * ids.size + 1_000_000:
+        unique_ids, labels = np.unique(ids, return_inverse=True)
+        return labels.astype(np.int64).reshape(-1), int(unique_ids.shape[0])
+    present = np.zeros(largest + 1, bool)
+    present[ids] = True
+    label_of = np.cumsum(present) - 1
+    return label_of[ids].astype(np.int64), int(label_of[-1]) + 1
 
 
 def _positions(frame_sorted: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -211,10 +225,9 @@ def _distractor_matched_trackers(
     """Return a mask over the (frame-sorted) tracker boxes that TrackEval removes as distractors.
 
     ``pair_*`` hold the overlapping pairs over all gt rows, sorted by frame, gt row, tracker
-    column. An edge (IoU >= 0.5 - eps) that shares no box with another edge is in every optimal
-    matching, so a distractor on such an edge removes its tracker box directly. A frame where a
-    distractor edge shares a box is matched with the Hungarian algorithm on TrackEval's
-    full-frame matrix, which keeps its choice among tied optima.
+    column. Edges (IoU >= 0.5 - eps) in components with a unique optimum take that optimum (see
+    :class:`SmallComponents`). A frame where a distractor edge has no such component is matched
+    with the Hungarian algorithm on TrackEval's full-frame matrix, which keeps its tie-breaking.
     """
     num_tracker = int(tracker_offsets[-1])
     remove = np.zeros(num_tracker, bool)
@@ -242,12 +255,16 @@ def _distractor_matched_trackers(
     if not on_distractor.any():
         return remove
 
-    # A single-edge component is in every optimal matching, whatever the rest of the frame.
     degree_gt = np.bincount(edge_gt, minlength=len(frame_gt))
     degree_tracker = np.bincount(edge_tracker, minlength=num_tracker)
     isolated = (degree_gt[edge_gt] == 1) & (degree_tracker[edge_tracker] == 1)
-    frames_to_solve = np.unique(edge_frame[on_distractor & ~isolated])
-    simple = on_distractor & isolated
+    if np.all(isolated[on_distractor]):
+        remove[edge_tracker[on_distractor]] = True
+        return remove
+    components = SmallComponents(edge_frame, edge_gt, edge_tracker, len(frame_gt), num_tracker)
+    chosen, unresolved = components.solve(edge_iou)
+    frames_to_solve = np.intersect1d(unresolved, edge_frame[on_distractor])
+    simple = on_distractor & chosen & ~frame_mask(frames_to_solve, len(gt_offsets) - 1)[edge_frame]
     remove[edge_tracker[simple]] = True
 
     edge_offsets = frame_offsets(edge_frame, len(gt_offsets) - 1)

@@ -1,8 +1,8 @@
 """Row sums of sparse per-frame matrices that are bit-identical to numpy's dense ``sum``.
 
-numpy 2.x sums a contiguous run of float64 with pairwise summation: fewer than 8 values are added
-left to right; up to 128 values go to 8 interleaved accumulators that are then combined in a
-fixed tree; longer runs are split in two (``DOUBLE_pairwise_sum`` in numpy's loops). A reduction
+numpy 2.x sums a contiguous run of float64 with pairwise summation (``DOUBLE_pairwise_sum`` in
+numpy's loops). Fewer than 8 values are added left to right. Up to 128 values go to 8 interleaved
+accumulators that are then combined in a fixed tree, and longer runs are split in two. A reduction
 over the first axis of a 2-D array adds the rows left to right instead, unless the array has a
 single column, which numpy treats as one contiguous run. Zeros never change a partial sum, so a
 row with at most two non-zero values has the same sum in any order, and a row with fewer than 8

@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     for key in registry.baseline_names():
         dataset, method = key.split(".", 1)
         by_dataset.setdefault(dataset, []).append(method)
+    if not by_dataset:
+        p.set_defaults(handler=cmd_run_none)
+        datasets.required = False
     for dataset in sorted(by_dataset):
         dp = datasets.add_parser(dataset, help=f"baselines of {dataset}")
         methods = dp.add_subparsers(dest="method", metavar="METHOD", required=True)
@@ -211,12 +214,14 @@ def cmd_info(args: argparse.Namespace) -> int:
     for split in spec.splits:
         labels = "" if split.has_labels else " (no labels)"
         print(f"  {split.name}{labels}: {split.description}")
-    print("Configs (python -m harness ... load_dataset(config=...)):")
+    print("Configs (load_dataset(NAME, config=...)):")
     for config in spec.configs:
         default = " (default)" if config.default else ""
         print(f"  {config.name}{default}: {config.description}")
         for column in config.schema:
-            print(f"    {column.name}: {column.type}")
+            decoded = (" (image file path; load_dataset decodes it as an image)"
+                       if column.name in config.image_columns else "")
+            print(f"    {column.name}: {column.type}{decoded}")
     print("Citation (BibTeX):")
     print(textwrap.indent(spec.citation.strip(), "  "))
     return 0
@@ -286,11 +291,21 @@ def _execute(args: argparse.Namespace, kind: str, method_name: str, dataset: str
     from harness.records import RunRecord, new_run_dir
 
     output = args.output or new_run_dir(dataset, method_name, args.data_dir)
+    if output.exists() and not output.is_dir():
+        raise FieldHarnessError(f"--output {output} is a file; expected a folder (it is created "
+                                "when missing)")
+    created = not output.exists()
     output.mkdir(parents=True, exist_ok=True)
     ctx = RunContext(output_dir=output, data_dir=args.data_dir, seed=args.seed)
     started = dt.datetime.now(dt.UTC)
     clock = time.perf_counter()
-    outcome = func(args, ctx)
+    try:
+        outcome = func(args, ctx)
+    except BaseException:
+        # A failed run leaves no empty run folder behind to clutter the runs list.
+        if created and not any(output.iterdir()):
+            output.rmdir()
+        raise
     runtime = time.perf_counter() - clock
     record = RunRecord.from_outcome(outcome, kind=kind, seed=args.seed, started=started,
                                     runtime_s=runtime, output_dir=output)
@@ -301,13 +316,18 @@ def _execute(args: argparse.Namespace, kind: str, method_name: str, dataset: str
 
 def cmd_eval(args: argparse.Namespace) -> int:
     evaluator = registry.get_evaluator(args.evaluator)
-    return _execute(args, "eval", getattr(args, "method", None) or "predictions",
-                    args.evaluator, evaluator.evaluate)
+    return _execute(args, "eval", evaluator.method_name(args), args.evaluator,
+                    evaluator.evaluate)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     baseline = registry.get_baseline(args.dataset, args.method)
     return _execute(args, "run", args.method, args.dataset, baseline.run)
+
+
+def cmd_run_none(args: argparse.Namespace) -> int:
+    raise FieldHarnessError("no baselines are registered yet; 'python -m harness list' shows "
+                            "what is installed")
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -361,14 +381,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FieldHarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:
         # The reader of our output (e.g. `| head`) has gone; silence the flush at exit too.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except OSError as exc:
+        # Missing files, folders that are files, permissions: a one-line message, no traceback.
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -116,11 +116,41 @@ def _format(values: list[float]) -> str:
     return f"{mean:.3f} ± {statistics.stdev(values):.3f}"
 
 
-def _metric_columns(dataset: str, groups: dict[tuple, dict[str, list[float]]]) -> list[str]:
+def _wanted_metrics(name: str) -> list[str]:
+    """Return the leaderboard metrics a dataset plugin, or else an evaluator, declares."""
     try:
-        wanted = list(registry.get_dataset(dataset).leaderboard_metrics)
+        return list(registry.get_dataset(name).leaderboard_metrics)
     except UnknownNameError:
-        wanted = []
+        pass
+    try:
+        return list(registry.get_evaluator(name).leaderboard_metrics)
+    except UnknownNameError:
+        return []
+
+
+def describe_settings(config: str) -> str:
+    """Return a short, readable form of a run's JSON settings for the Markdown table.
+
+    Lists are shown by their length (``sequences: 21``), true flags by their name, and unset
+    values are left out; the CSV keeps the full JSON.
+    """
+    if not config or config == "{}":
+        return ""
+    parts = []
+    for key, value in json.loads(config).items():
+        if value is None or value is False:
+            continue
+        if value is True:
+            parts.append(key)
+        elif isinstance(value, list):
+            parts.append(f"{key}: {len(value)}")
+        else:
+            parts.append(f"{key}={value}")
+    return ", ".join(parts)
+
+
+def _metric_columns(dataset: str, groups: dict[tuple, dict[str, list[float]]]) -> list[str]:
+    wanted = _wanted_metrics(dataset)
     present: list[str] = []
     for key, metrics in groups.items():
         if key[0] == dataset:
@@ -146,7 +176,7 @@ def to_markdown(board: Leaderboard) -> str:
             _, version, split, method, config, data_kind = key
             group = board.groups[key]
             runs = max((len(v) for v in group.values()), default=0)
-            settings = "" if config == "{}" else config
+            settings = describe_settings(config)
             if data_kind != "real":
                 settings = f"{settings} ({data_kind} data)".strip()
             cells = [version, split, method, settings, str(runs)]
@@ -192,7 +222,8 @@ def plot(board: Leaderboard, path: Path) -> Path | None:
             values = board.groups[key].get(metric)
             if not values:
                 continue
-            labels.append(f"{key[3]} ({key[2] or '-'})")
+            subset = ", subset" if json.loads(key[4] or "{}").get("subset") else ""
+            labels.append(f"{key[3]} ({key[2] or '-'}{subset})")
             means.append(statistics.fmean(values))
             errors.append(statistics.stdev(values) if len(values) > 1 else 0.0)
             colors.append("tab:blue")

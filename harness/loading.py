@@ -1,7 +1,9 @@
 """``load_dataset``: open a prepared dataset, or a published copy from the Hugging Face Hub.
 
-A local load memory-maps the Arrow file written by ``prepare`` and never reads the source files.
-It only compares their sizes and modification times with the manifest.
+A local load memory-maps the Arrow file written by ``prepare`` and never parses the source files.
+It compares their sizes and modification times with the manifest, and re-hashes a file only when
+its mtime alone changed. Missing source files log a warning, because the prepared tables do not
+need them.
 """
 
 from __future__ import annotations
@@ -70,8 +72,9 @@ def load_dataset(
     Raises:
         UnknownNameError: the dataset, config, split, version, column, format or source is not
             known; the message lists the valid ones.
-        NotPreparedError: the dataset is not prepared, or not in the Hub cache while offline.
-        StaleDataError: the source files changed since ``prepare``.
+        NotPreparedError: the dataset is not prepared, the config or split is known but was not
+            prepared from the source, or a Hub copy is not in the cache while offline.
+        StaleDataError: a source file changed size or content since ``prepare``.
         FieldHarnessError: ``revision`` is given for a local load, or ``version`` for a Hub load.
     """
     if format not in FORMATS:
@@ -98,7 +101,7 @@ def load_dataset(
     spec = get_dataset(name).spec
     config_name = spec.config(config).name
     manifest = read_manifest(name, version=version, data_dir=data_dir)
-    check_fresh(manifest)
+    check_fresh(manifest, missing_ok=True)
     folder = prepared_dir(name, manifest.version, data_dir)
 
     check_config(manifest, config_name)

@@ -1,7 +1,8 @@
 """The manifest of a prepared dataset: what was read, what was written, and their checksums.
 
 ``manifest.json`` sits at the root of every prepared copy. ``verify`` re-hashes against it, and
-``load_dataset`` compares the sizes and modification times of the source files with it.
+``load_dataset`` compares the sizes and modification times of the source files with it (and
+re-hashes a file whose mtime alone changed).
 """
 
 from __future__ import annotations

@@ -97,9 +97,16 @@ class Evaluator(ABC):
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         """Add this evaluator's options to its ``eval`` sub-parser."""
 
+    leaderboard_metrics: ClassVar[tuple[str, ...]] = ()
+    """Metrics shown in the leaderboard's Markdown table, in this order (all, when empty)."""
+
     @abstractmethod
     def evaluate(self, args: argparse.Namespace, ctx: RunContext) -> EvalOutcome:
         """Score the predictions named in ``args`` and write result files into ``ctx.output_dir``."""
+
+    def method_name(self, args: argparse.Namespace) -> str:
+        """Return the name the run is recorded under (``--method``, else ``"predictions"``)."""
+        return getattr(args, "method", None) or "predictions"
 
 
 class Baseline(ABC):

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from harness import __version__
 from harness.atomic import atomic_directory
 from harness.checksum import sha256_file
-from harness.errors import FieldHarnessError, LockTimeoutError
+from harness.errors import DataFormatError, FieldHarnessError, LockTimeoutError
 from harness.manifest import MANIFEST_NAME, Manifest
 from harness.paths import prepared_dir
 from harness.plugin import SAMPLE_MARKER, DatasetPlugin, PreparedData
@@ -201,6 +201,9 @@ def prepare_dataset(
 ) -> Manifest:
     """Prepare dataset ``name`` from the official download in ``source``.
 
+    An existing prepared copy of the same version is replaced. A warning names every table that
+    the new copy lacks or that has fewer rows than before.
+
     Args:
         name: Registered dataset name.
         source: Folder of the official download (at or above the split folders).
@@ -282,6 +285,7 @@ def _prepare_locked(
     source_files = hash_source_files(source_root, data.source_files, progress=progress)
 
     target = prepared_dir(name, dataset_version.name, data_dir)
+    lost = _lost_rows(target / MANIFEST_NAME, row_counts)
     with atomic_directory(target) as folder:
         entries = _write_tables(folder, spec, tables, source_root)
         manifest = Manifest(
@@ -297,8 +301,31 @@ def _prepare_locked(
             fieldharness_version=__version__,
         )
         manifest.write(folder / MANIFEST_NAME)
+    if lost:
+        logger.warning(
+            "replaced the prepared copy of %s %s in %s with a smaller one: %s",
+            name, dataset_version.name, target, "; ".join(lost),
+        )
     logger.info("prepared %s %s in %s", name, dataset_version.name, target)
     return manifest
+
+
+def _lost_rows(old_manifest: Path, row_counts: dict[str, int]) -> list[str]:
+    """Return one line per table of the existing copy that the new copy lacks or has fewer rows in.
+
+    An existing copy whose manifest is missing or damaged is not compared.
+    """
+    try:
+        old = Manifest.read(old_manifest)
+    except (OSError, DataFormatError):
+        return []
+    lost = []
+    for key, rows in old.row_counts.items():
+        if key not in row_counts:
+            lost.append(f"table {key} ({rows} rows) is no longer prepared")
+        elif row_counts[key] < rows:
+            lost.append(f"table {key} shrank from {rows} to {row_counts[key]} rows")
+    return lost
 
 
 def verify_dataset(
@@ -311,8 +338,14 @@ def verify_dataset(
 ) -> VerifyReport:
     """Re-hash the prepared tables and, with ``check_sources``, the source files of ``name``.
 
+    With ``check_sources``, every path in an image column (``ConfigSpec.image_columns``) must
+    also exist. A relative path is resolved against the recorded source root, as the loader does,
+    and each path costs one ``stat``.
+
     Returns:
-        A report that lists every missing file and every changed size or SHA-256.
+        A report that lists every missing file, every changed size or SHA-256, and per table the
+        number of missing images with the first few paths. The problems are not logged, so the
+        caller prints each one once.
 
     Raises:
         UnknownNameError, NotPreparedError: the dataset or version is not known or not prepared.
@@ -322,43 +355,89 @@ def verify_dataset(
     report = VerifyReport(manifest)
     folder = prepared_dir(name, manifest.version, data_dir)
 
+    damaged = _verify_tables(manifest, folder, report.problems)
+    if check_sources:
+        _verify_images(manifest, folder, damaged, report.problems)
+        _verify_sources(manifest, progress, report.problems)
+
+    logger.info("verified %s %s: %d problems", name, manifest.version, len(report.problems))
+    return report
+
+
+def _verify_tables(manifest: Manifest, folder: Path, problems: list[str]) -> set[str]:
+    """Re-hash the Parquet and Arrow file of every table; return the keys of damaged tables."""
+    damaged = set()
     for key, entry in manifest.tables.items():
         for path_key, hash_key in (("path", "sha256"), ("arrow_path", "arrow_sha256")):
             if path_key not in entry:
                 continue
             path = folder / entry[path_key]
             if not path.is_file():
-                report.problems.append(f"prepared table {key}: {path} is missing")
+                problems.append(f"prepared table {key}: {path} is missing")
+                damaged.add(key)
                 continue
             actual = sha256_file(path)
             if actual != entry[hash_key]:
-                report.problems.append(
+                problems.append(
                     f"prepared table {key}: {path} has SHA-256 {actual}, recorded {entry[hash_key]}"
                 )
+                damaged.add(key)
+    return damaged
 
-    if check_sources:
-        root = Path(manifest.source_root)
-        total = sum(int(r.get("size", 0)) for r in manifest.source_files.values())
-        show = progress and total >= PROGRESS_MIN_BYTES
-        with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
-                  desc="hashing source files", disable=not show) as bar:
-            for relative, recorded in manifest.source_files.items():
-                path = root / relative
-                if not path.is_file():
-                    report.problems.append(f"source file {path} is missing")
-                    continue
-                size = path.stat().st_size
-                if size != recorded["size"]:
-                    report.problems.append(
-                        f"source file {path} has {size} bytes, recorded {recorded['size']}"
-                    )
-                    continue
-                actual = sha256_file(path, bar.update)
-                if actual != recorded["sha256"]:
-                    report.problems.append(
-                        f"source file {path} has SHA-256 {actual}, recorded {recorded['sha256']}"
-                    )
 
-    for problem in report.problems:
-        logger.warning("verify %s %s: %s", name, manifest.version, problem)
-    return report
+MISSING_IMAGES_LISTED = 3
+"""Missing image paths listed per table in a verify report; the rest are only counted."""
+
+
+def _verify_images(
+    manifest: Manifest, folder: Path, damaged: set[str], problems: list[str]
+) -> None:
+    """Check that every image path of every undamaged table exists on disk."""
+    from harness.registry import get_dataset
+
+    configs = {config.name: config for config in get_dataset(manifest.dataset).spec.configs}
+    root = Path(manifest.source_root)
+    for key, entry in manifest.tables.items():
+        config = configs.get(key.split("/", 1)[0])
+        if config is None or key in damaged:
+            continue
+        columns = [c for c in config.image_columns if c in entry.get("schema", {})]
+        if not columns:
+            continue
+
+        table = pq.read_table(folder / entry["path"], columns=columns)
+        for column in columns:
+            values = [v for v in table[column].to_pylist() if v is not None]
+            missing = [str(root / v) for v in values if not (root / v).exists()]
+            if missing:
+                listed = ", ".join(missing[:MISSING_IMAGES_LISTED])
+                more = ", ..." if len(missing) > MISSING_IMAGES_LISTED else ""
+                problems.append(
+                    f"prepared table {key}: {len(missing)} of {len(values)} images in column "
+                    f"{column} are missing: {listed}{more}"
+                )
+
+
+def _verify_sources(manifest: Manifest, progress: bool, problems: list[str]) -> None:
+    """Re-hash every source file recorded in the manifest."""
+    root = Path(manifest.source_root)
+    total = sum(int(r.get("size", 0)) for r in manifest.source_files.values())
+    show = progress and total >= PROGRESS_MIN_BYTES
+    with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
+              desc="hashing source files", disable=not show) as bar:
+        for relative, recorded in manifest.source_files.items():
+            path = root / relative
+            if not path.is_file():
+                problems.append(f"source file {path} is missing")
+                continue
+            size = path.stat().st_size
+            if size != recorded["size"]:
+                problems.append(
+                    f"source file {path} has {size} bytes, recorded {recorded['size']}"
+                )
+                continue
+            actual = sha256_file(path, bar.update)
+            if actual != recorded["sha256"]:
+                problems.append(
+                    f"source file {path} has SHA-256 {actual}, recorded {recorded['sha256']}"
+                )

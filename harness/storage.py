@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shlex
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from harness.checksum import sha256_file
 from harness.errors import FieldHarnessError, NotPreparedError, StaleDataError, UnknownNameError
 from harness.manifest import MANIFEST_NAME, Manifest
 from harness.paths import data_home, prepared_dir
@@ -125,45 +128,112 @@ def read_manifest(
             f"the prepared copy in {prepared_dir(name, resolved, data_dir)} records dataset "
             f"{manifest.dataset!r} version {manifest.version!r}, which this fieldharness does not "
             f"know (known versions of {name}: {', '.join(known)}); "
-            f"run: {prepare_command(name, manifest.source_root or None)}"
+            f"{reprepare_hint(name, manifest.source_root)}"
         )
     return manifest
 
 
-def source_changes(manifest: Manifest) -> list[str]:
-    """Return how the source files differ from the manifest, comparing only size and mtime."""
+def reprepare_hint(name: str, source_root: str) -> str:
+    """Return the next step for a stale copy: the prepare command with its recorded source root.
+
+    When that folder no longer exists, the hint states it and uses the placeholder ``NEW_DIR``.
+    """
+    if source_root and not Path(source_root).is_dir():
+        return (
+            f"the recorded source root {source_root} no longer exists; if you moved it, run: "
+            f"{prepare_command(name, 'NEW_DIR')}"
+        )
+    return f"run: {prepare_command(name, source_root or None)}"
+
+
+@dataclass
+class SourceChanges:
+    """Differences between the source files and the manifest, one line per file."""
+
+    changed: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+
+def source_changes(manifest: Manifest) -> SourceChanges:
+    """Compare the source files with the manifest by size and mtime.
+
+    A file whose size matches but whose mtime differs (after ``touch`` or a copy) is re-hashed,
+    and it counts as changed only when its SHA-256 differs from the recorded one, so this check
+    and ``verify`` agree.
+    """
     root = Path(manifest.source_root)
-    changes = []
+    changes = SourceChanges()
     for relative, recorded in manifest.source_files.items():
         path = root / relative
         try:
             stat = path.stat()
         except FileNotFoundError:
-            changes.append(f"{path} is missing")
+            changes.missing.append(f"{path} is missing")
             continue
         if stat.st_size != recorded.get("size"):
-            changes.append(
+            changes.changed.append(
                 f"{path} changed size from {recorded.get('size')} to {stat.st_size} bytes"
             )
         elif stat.st_mtime != recorded.get("mtime"):
-            changes.append(f"{path} was modified after prepare")
+            actual = sha256_file(path)
+            if actual != recorded.get("sha256"):
+                changes.changed.append(
+                    f"{path} changed content (SHA-256 {actual}, recorded {recorded.get('sha256')})"
+                )
+            else:
+                logger.debug("%s has a new modification time but the SHA-256 recorded by "
+                             "prepare, so it is unchanged", path)
     return changes
 
 
-def check_fresh(manifest: Manifest) -> None:
+_warned_missing: set[tuple[str, str, str, int]] = set()
+"""Copies already warned about in this process, so that repeated loads log the warning once."""
+
+
+def check_fresh(manifest: Manifest, *, missing_ok: bool = False) -> None:
     """Raise :class:`StaleDataError` when a source file changed since ``prepare``.
 
-    The check compares sizes and modification times only, so it costs one ``stat`` per file.
+    The check costs one ``stat`` per file, plus one SHA-256 per file whose mtime alone changed.
+
+    Args:
+        manifest: The manifest of the prepared copy.
+        missing_ok: Log one warning for missing source files instead of raising. The prepared
+            tables do not need the source files, but image paths in them point into the source
+            folder.
+
+    Raises:
+        StaleDataError: a source file changed size or content, or is missing and ``missing_ok``
+            is false.
     """
     changes = source_changes(manifest)
-    if changes:
-        listed = "; ".join(changes[:5])
-        more = f" and {len(changes) - 5} more" if len(changes) > 5 else ""
+    if changes.changed or (changes.missing and not missing_ok):
+        listed_changes = changes.changed + changes.missing
+        listed = "; ".join(listed_changes[:5])
+        more = f" and {len(listed_changes) - 5} more" if len(listed_changes) > 5 else ""
         raise StaleDataError(
             f"the source files of {manifest.dataset} {manifest.version} changed since it was "
-            f"prepared: {listed}{more}; run: "
-            f"{prepare_command(manifest.dataset, manifest.source_root)}"
+            f"prepared: {listed}{more}; {reprepare_hint(manifest.dataset, manifest.source_root)}"
         )
+    if changes.missing:
+        _warn_missing_sources(manifest, len(changes.missing))
+
+
+def _warn_missing_sources(manifest: Manifest, count: int) -> None:
+    key = (manifest.dataset, manifest.version, manifest.source_root, count)
+    if key in _warned_missing:
+        return
+    _warned_missing.add(key)
+
+    name = manifest.dataset
+    total = len(manifest.source_files)
+    root = manifest.source_root
+    where = (f"the recorded source root {root} no longer exists" if not Path(root).is_dir()
+             else f"recorded source root: {root}")
+    logger.warning(
+        "%d of %d source files of %s %s are missing (%s). The prepared tables still load, but "
+        "image paths in them point into that folder. If you moved it, run: %s",
+        count, total, name, manifest.version, where, prepare_command(name, "NEW_DIR"),
+    )
 
 
 def prepared_configs(manifest: Manifest) -> list[str]:
@@ -171,28 +241,66 @@ def prepared_configs(manifest: Manifest) -> list[str]:
     return sorted({key.split("/", 1)[0] for key in manifest.tables})
 
 
+def _not_prepared_notes(manifest: Manifest, terms: list[str]) -> str:
+    """Return the manifest notes that mention one of ``terms`` (all notes if none does)."""
+    patterns = [re.compile(rf"\b{re.escape(term)}\b") for term in terms]
+    notes = [note for note in manifest.notes if any(p.search(note) for p in patterns)]
+    notes = notes or list(manifest.notes)
+    if not notes:
+        return ""
+    more = f" and {len(notes) - 5} more in manifest.json" if len(notes) > 5 else ""
+    return f"; notes recorded by prepare: {'; '.join(notes[:5])}{more}"
+
+
 def check_config(manifest: Manifest, config: str) -> None:
-    """Raise :class:`UnknownNameError` listing the prepared configs if ``config`` is not one."""
+    """Check that ``config`` has at least one prepared table.
+
+    Raises:
+        UnknownNameError: the spec does not declare ``config``; lists the prepared configs.
+        NotPreparedError: the spec declares ``config`` but ``prepare`` wrote no table of it,
+            e.g. because the source has no images; lists the prepared configs and the notes
+            that ``prepare`` recorded.
+    """
     configs = prepared_configs(manifest)
-    if config not in configs:
+    if config in configs:
+        return
+    spec_configs = {c.name: c for c in _spec(manifest.dataset).configs}
+    if config not in spec_configs:
         raise UnknownNameError(f"config of prepared {manifest.dataset} {manifest.version}",
                                config, configs)
+
+    terms = [config] + (["image", "images"] if spec_configs[config].image_columns else [])
+    raise NotPreparedError(
+        f"config {config!r} of {manifest.dataset} {manifest.version} was not prepared from the "
+        f"source {manifest.source_root} (prepared configs: {', '.join(configs) or 'none'})"
+        f"{_not_prepared_notes(manifest, terms)}"
+    )
 
 
 def table_entry(manifest: Manifest, config: str, split: str) -> dict:
     """Return the manifest entry of one table.
 
     Raises:
-        UnknownNameError: the config or split has no prepared table; lists the prepared ones.
+        UnknownNameError: the spec does not declare the config or split; lists the prepared ones.
+        NotPreparedError: the spec declares the config and split but ``prepare`` wrote no such
+            table; lists the prepared ones.
     """
     check_config(manifest, config)
     key = table_key(config, split)
-    if key not in manifest.tables:
+    if key in manifest.tables:
+        return manifest.tables[key]
+
+    splits = prepared_splits(manifest, config)
+    if split not in {s.name for s in _spec(manifest.dataset).splits}:
         raise UnknownNameError(
             f"split of prepared {manifest.dataset} {manifest.version} config {config}", split,
-            prepared_splits(manifest, config),
+            splits,
         )
-    return manifest.tables[key]
+    raise NotPreparedError(
+        f"split {split!r} of {manifest.dataset} {manifest.version} config {config} was not "
+        f"prepared from the source {manifest.source_root} (prepared splits: "
+        f"{', '.join(splits)}){_not_prepared_notes(manifest, [split])}"
+    )
 
 
 def prepared_splits(manifest: Manifest, config: str) -> list[str]:
@@ -223,11 +331,13 @@ def read_prepared_table(
 
     Raises:
         UnknownNameError: the dataset, version, config, split or a column is not known.
-        NotPreparedError: the dataset is not prepared.
-        StaleDataError: the source files changed since ``prepare``.
+        NotPreparedError: the dataset is not prepared, or the config or split is known but was
+            not prepared from the source.
+        StaleDataError: a source file changed size or content since ``prepare``. Missing source
+            files only log a warning.
     """
     manifest = read_manifest(name, version=version, data_dir=data_dir)
-    check_fresh(manifest)
+    check_fresh(manifest, missing_ok=True)
     entry = table_entry(manifest, config, split)
     check_columns(manifest, config, split, columns)
     path = prepared_dir(name, manifest.version, data_dir) / entry["path"]

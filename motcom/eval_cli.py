@@ -27,9 +27,10 @@ from tqdm import tqdm
 from harness.errors import EvaluationError
 from harness.plugin import EvalOutcome, Evaluator, RunContext
 from motcom.data import GroundTruth
-from motcom.io import ground_truth_from_bytes, read_tracks, seqinfo_from_bytes
+from motcom.io import count_columns, ground_truth_from_bytes, read_tracks, seqinfo_from_bytes
 from motcom.layout import DETECTORS, SequenceFolder, find_sequences, find_tracker_files
 from motcom.prepare import is_sample
+from motcom.spec import SEQUENCES_BY_BENCHMARK
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +55,8 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
                         help="tracker folder: one <sequence>.txt per sequence, directly or in "
                              "a data/ sub-folder")
     parser.add_argument("--sequences", nargs="+", default=None, metavar="SEQ",
-                        help="evaluate only these sequences (default: every sequence of the "
-                             "ground truth)")
+                        help="evaluate exactly these sequences and ignore other tracker files "
+                             "(default: every sequence of the ground truth)")
     parser.add_argument("--threshold", type=float, default=0.5, metavar="IOU",
                         help="IoU a CLEAR or Identity match needs (default: 0.5)")
     parser.add_argument("--method", default=None, metavar="NAME",
@@ -72,35 +73,30 @@ def _method_name(args: argparse.Namespace) -> str:
 
 def _select(
     tracker_files: Mapping[str, Path],
-    expected: list[str],
+    default: list[str],
     known: Iterable[str],
     requested: list[str] | None,
     tracker_dir: Path,
 ) -> list[str]:
-    """Return the sequences to evaluate, checking the tracker files against the known names.
+    """Return the sequences to evaluate: ``requested``, else ``default``.
+
+    Tracker files of other sequences are left out here, and :func:`_warn_ignored` lists them.
 
     Raises:
-        EvaluationError: a tracker file belongs to no known sequence, a requested sequence is
-            unknown, or a sequence to evaluate has no tracker file.
+        EvaluationError: a requested sequence is unknown, or a sequence to evaluate has no
+            tracker file.
     """
     known = sorted(set(known))
-    known_text = ", ".join(known)
-    for name, path in sorted(tracker_files.items()):
-        if name not in known:
-            raise EvaluationError(
-                f"tracker file {path} belongs to no known sequence; expected one of: "
-                f"{known_text}"
-            )
     if requested:
         unknown = [name for name in requested if name not in known]
         if unknown:
             raise EvaluationError(
-                f"unknown sequence {unknown[0]!r} in --sequences; expected one of: {known_text}"
+                f"unknown sequence {unknown[0]!r} in --sequences; expected one of: "
+                f"{', '.join(known)}"
             )
         selected = list(dict.fromkeys(requested))
     else:
-        # Every file present is evaluated too, so no tracker file is ignored silently.
-        selected = sorted(set(expected) | set(tracker_files))
+        selected = list(default)
 
     folder = _tracker_folder(tracker_files, tracker_dir)
     for name in selected:
@@ -109,6 +105,17 @@ def _select(
                 f"tracker file for sequence {name} not found: expected {folder / (name + '.txt')}"
             )
     return selected
+
+
+def _warn_ignored(folder: Path, groups: list[tuple[str, list[Path]]]) -> None:
+    """Log one warning that lists the tracker files left out, grouped by the reason given."""
+    parts = [f"{reason}: {', '.join(path.name for path in paths)}"
+             for reason, paths in groups if paths]
+    if not parts:
+        return
+    count = sum(len(paths) for _, paths in groups)
+    logger.warning("ignoring %d tracker file(s) in %s, which are not evaluated. %s", count,
+                   folder, ". ".join(parts))
 
 
 def _tracker_folder(tracker_files: Mapping[str, Path], tracker_dir: Path) -> Path:
@@ -130,6 +137,10 @@ def _score(
     for item in tqdm(items, desc="evaluating", unit="sequence", disable=len(items) < 2):
         gt = gt_for(item)
         tracks = read_tracks(item.tracker_file, seq_length=item.seq_length)
+        if len(tracks) == 0:
+            # TrackEval 1.3.0 scores an empty file the same way: no tracker boxes.
+            logger.warning("tracker file %s has no boxes: sequence %s is scored as if the "
+                           "tracker found nothing", item.tracker_file, item.name)
         results[item.name] = evaluate_sequence(
             gt, tracks, item.seq_length, benchmark=benchmark, threshold=threshold, name=item.name
         )
@@ -197,7 +208,8 @@ class PreparedMOTEvaluator(Evaluator):
 
         Raises:
             harness.errors.NotPreparedError: the dataset is not prepared.
-            harness.errors.EvaluationError: a tracker file is missing or belongs to no sequence.
+            harness.errors.EvaluationError: a tracker file is missing, or the tracker folder
+                mixes detector copy names and base sequence names.
             harness.errors.DataFormatError: a tracker file breaks the format.
         """
         from harness.storage import read_manifest, read_prepared_table
@@ -227,7 +239,17 @@ class PreparedMOTEvaluator(Evaluator):
 
         tracker_dir = Path(args.tracker_dir).expanduser()
         tracker_files = find_tracker_files(tracker_dir)
-        copy_files = [name for name in tracker_files if base_of.get(name, name) != name]
+        folder = _tracker_folder(tracker_files, tracker_dir)
+        prepared_files = [name for name in tracker_files if name in base_of]
+        copy_files = [name for name in prepared_files if base_of[name] != name]
+        base_files = [name for name in prepared_files if base_of[name] == name]
+        if copy_files and base_files:
+            raise EvaluationError(
+                f"tracker folder {folder} mixes the two naming styles of {self.benchmark}: "
+                f"detector copy names ({_examples(copy_files)}) and base sequence names "
+                f"({_examples(base_files)}); name every file <sequence>-<detector>.txt to score "
+                "each detector copy, or every file <sequence>.txt to score each sequence once"
+            )
         if copy_files:
             # Every copy found by prepare, and any other detector copy the folder has.
             expected = sorted({copy for base in seq_length
@@ -235,6 +257,7 @@ class PreparedMOTEvaluator(Evaluator):
         else:
             expected = sorted(seq_length)
         selected = _select(tracker_files, expected, base_of, args.sequences, tracker_dir)
+        self._warn_ignored(tracker_files, base_of, folder, split)
 
         items = [
             _Item(name, tracker_files[name], seq_length[base_of[name]], base_of[name])
@@ -259,8 +282,42 @@ class PreparedMOTEvaluator(Evaluator):
             version=manifest.version,
             split=split,
             data_kind=manifest.data_kind,
-            config={"benchmark": self.benchmark, "threshold": args.threshold},
+            config={
+                "benchmark": self.benchmark,
+                "threshold": args.threshold,
+                "sequences": sorted(selected),
+                "subset": manifest.subset,
+            },
         )
+
+    def method_name(self, args: argparse.Namespace) -> str:
+        """Return ``--method``, else the tracker folder's name (see :func:`_method_name`)."""
+        return _method_name(args)
+
+    def _warn_ignored(
+        self, tracker_files: Mapping[str, Path], known: Mapping[str, str], folder: Path,
+        split: str,
+    ) -> None:
+        """Warn about tracker files that name no prepared sequence; they are not evaluated."""
+        benchmark_names = set()
+        for bases in SEQUENCES_BY_BENCHMARK[self.benchmark].values():
+            benchmark_names.update(bases)
+            if self.benchmark == "MOT17":
+                benchmark_names.update(f"{base}-{detector}" for base in bases
+                                       for detector in DETECTORS)
+        others = [name for name in sorted(tracker_files) if name not in known]
+        _warn_ignored(folder, [
+            (f"Sequences of {self.benchmark} that are not in the prepared {split} split",
+             [tracker_files[name] for name in others if name in benchmark_names]),
+            (f"Not names of {self.benchmark} sequences",
+             [tracker_files[name] for name in others if name not in benchmark_names]),
+        ])
+
+
+def _examples(names: list[str], limit: int = 3) -> str:
+    """Return up to ``limit`` names as ``<name>.txt``, comma-separated, with "..." for more."""
+    shown = [f"{name}.txt" for name in sorted(names)[:limit]]
+    return ", ".join(shown) + (", ..." if len(names) > limit else "")
 
 
 def _split_by_sequence(boxes: pa.Table) -> dict[str, pa.Table]:
@@ -318,8 +375,8 @@ class MOTChallengeEvaluator(Evaluator):
         """Score ``args.tracker_dir`` against ``args.gt_dir``.
 
         Raises:
-            harness.errors.EvaluationError: no sequence with ground truth, a missing or unknown
-                tracker file, or a sequence name found twice.
+            harness.errors.EvaluationError: no sequence with ground truth, a missing tracker
+                file, an unknown sequence in ``--sequences``, or a sequence name found twice.
             harness.errors.DataFormatError: a file breaks the format.
         """
         gt_dir = Path(args.gt_dir).expanduser()
@@ -328,8 +385,10 @@ class MOTChallengeEvaluator(Evaluator):
         if args.seq_length is not None and args.seq_length < 1:
             raise EvaluationError(f"--seq-length is {args.seq_length}; expected an integer >= 1")
         folders = {}
+        without_gt = set()
         for sequence in find_sequences(gt_dir):
             if sequence.gt is None:
+                without_gt.add(sequence.name)
                 continue
             if sequence.name in folders:
                 raise EvaluationError(
@@ -346,6 +405,13 @@ class MOTChallengeEvaluator(Evaluator):
         tracker_dir = Path(args.tracker_dir).expanduser()
         tracker_files = find_tracker_files(tracker_dir)
         selected = _select(tracker_files, sorted(folders), folders, args.sequences, tracker_dir)
+        others = [name for name in sorted(tracker_files) if name not in folders]
+        _warn_ignored(_tracker_folder(tracker_files, tracker_dir), [
+            (f"Sequences without gt/gt.txt under {gt_dir}",
+             [tracker_files[name] for name in others if name in without_gt]),
+            (f"Not names of sequence folders under {gt_dir}",
+             [tracker_files[name] for name in others if name not in without_gt]),
+        ])
 
         items = []
         for name in selected:
@@ -354,19 +420,31 @@ class MOTChallengeEvaluator(Evaluator):
 
         # MOT17's DPM, FRCNN and SDP folders hold byte-identical gt.txt files: parse each
         # distinct content once. The evaluation never modifies its input arrays.
-        parsed: dict[tuple[bytes, int], GroundTruth] = {}
+        parsed: dict[tuple[bytes, int], tuple[GroundTruth, bool]] = {}
+        with_distractors: list[str] = []
 
         def gt_for(item: _Item) -> GroundTruth:
             gt_file = folders[item.gt_key].gt
             data = gt_file.read_bytes()
             key = (hashlib.blake2b(data, digest_size=16).digest(), item.seq_length)
             if key not in parsed:
-                parsed[key] = ground_truth_from_bytes(data, source=gt_file,
-                                                      seq_length=item.seq_length)
-            return parsed[key]
+                gt = ground_truth_from_bytes(data, source=gt_file, seq_length=item.seq_length)
+                parsed[key] = gt, _has_distractor_classes(data, gt)
+            gt, distractors = parsed[key]
+            if distractors:
+                with_distractors.append(item.name)
+            return gt
 
         results, combined, files = _score(items, gt_for, args.benchmark, args.threshold,
                                           Path(ctx.output_dir))
+        if args.benchmark is None and with_distractors:
+            logger.warning(
+                "the ground truth of %s has 9 columns and class ids from 2 to 13, as MOT16, "
+                "MOT17 and MOT20 files have, but without --benchmark no distractor preprocessing "
+                "is applied, so tracker boxes on distractors count as false positives; pass "
+                "--benchmark MOT17 (or MOT20) for the official numbers",
+                ", ".join(sorted(with_distractors)),
+            )
         return _outcome(
             "motchallenge",
             _method_name(args),
@@ -374,8 +452,18 @@ class MOTChallengeEvaluator(Evaluator):
             combined,
             files,
             data_kind="sample" if is_sample(gt_dir) else "real",
-            config={"benchmark": args.benchmark, "threshold": args.threshold},
+            config={
+                "benchmark": args.benchmark,
+                "threshold": args.threshold,
+                "sequences": sorted(selected),
+                "gt_dir": str(gt_dir.resolve()),
+                "seq_length": args.seq_length,
+            },
         )
+
+    def method_name(self, args: argparse.Namespace) -> str:
+        """Return ``--method``, else the tracker folder's name (see :func:`_method_name`)."""
+        return _method_name(args)
 
     @staticmethod
     def _seq_length(sequence: SequenceFolder, tracker_file: Path, given: int | None) -> int:
@@ -395,3 +483,14 @@ class MOTChallengeEvaluator(Evaluator):
             "FP_per_frame); pass --seq-length to set it", sequence.name, last
         )
         return last
+
+
+def _has_distractor_classes(data: bytes, gt: GroundTruth) -> bool:
+    """Return whether a gt file has 9 columns and a class id from 2 to 13 (MOT16/17/20 style).
+
+    Those ids are the non-pedestrian classes of MOT16/MOT17 (2 person on vehicle, 7 static
+    person, 8 distractor, 12 reflection...) and MOT20 (13 crowd), used by their preprocessing.
+    """
+    if count_columns(data) != 9:
+        return False
+    return bool(np.any((gt.cls >= 2) & (gt.cls <= 13)))

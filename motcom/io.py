@@ -304,6 +304,18 @@ def _read_rows(data: bytes, source: PathLike, fmt: _Format, seq_length: int | No
     return rows
 
 
+def count_columns(data: bytes) -> int:
+    """Return the number of fields on the first non-blank line of a text file, 0 if none.
+
+    A trailing comma does not count, as in the readers.
+    """
+    first = _first_data_line(data.removeprefix(_BOM))
+    if first is None:
+        return 0
+    line = first.decode("utf-8", errors="replace")
+    return len(_split_fields(line, "," in line))
+
+
 def _first_data_line(data: bytes) -> bytes | None:
     match = _FIRST_VALUE.search(data)
     return None if match is None else match.group().strip()
@@ -358,8 +370,56 @@ def _fast_rows(data: bytes, first: bytes, comma: bool, fmt: _Format) -> _Rows:
 
 
 def _line_rows(data: bytes, source: PathLike, comma: bool, fmt: _Format) -> _Rows:
-    """Parse the file line by line, raising on the first line that cannot be read."""
+    """Parse the file line by line, raising on the first line that cannot be read.
+
+    When the first line has no number in it, the error message adds that this header line must
+    be removed.
+    """
     text = data.decode("utf-8", errors="replace")
+    lines = [(number, line) for number, line in enumerate(text.split("\n"), start=1)
+             if line.strip()]
+    if not lines or not _is_header(_split_fields(lines[0][1], comma)):
+        return _parse_lines(text, source, comma, fmt)
+
+    try:
+        return _parse_lines(text, source, comma, fmt)
+    except DataFormatError as exc:
+        hint = (f"Line {lines[0][0]} has no number, so it looks like a header line, but "
+                "MOTChallenge files have no header line: remove it")
+        raise DataFormatError(
+            exc.problem,
+            path=exc.path,
+            line=exc.line,
+            field=exc.field,
+            value=exc.value,
+            expected=f"{exc.expected}. {hint}" if exc.expected else hint,
+        ) from None
+
+
+def _split_fields(line: str, comma: bool) -> list[str]:
+    """Split one line into fields; one trailing comma is dropped."""
+    if not comma:
+        return line.split()
+    fields = [field.strip() for field in line.split(",")]
+    if len(fields) > 1 and fields[-1] == "":
+        fields.pop()
+    return fields
+
+
+def _is_header(fields: list[str]) -> bool:
+    """Return whether a line's fields hold text but no number, like ``frame,id,...``."""
+    if not any(fields):
+        return False
+    for field in fields:
+        try:
+            float(field)
+        except ValueError:
+            continue
+        return False
+    return True
+
+
+def _parse_lines(text: str, source: PathLike, comma: bool, fmt: _Format) -> _Rows:
     tokens: list[list[str]] = []
     numbers: list[int] = []
     columns: int | None = None
@@ -367,12 +427,7 @@ def _line_rows(data: bytes, source: PathLike, comma: bool, fmt: _Format) -> _Row
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
-        if comma:
-            fields = [field.strip() for field in line.split(",")]
-            if len(fields) > 1 and fields[-1] == "":
-                fields.pop()
-        else:
-            fields = line.split()
+        fields = _split_fields(line, comma)
         if columns is None:
             columns, first_line = len(fields), number
             if columns < fmt.min_columns:
@@ -384,12 +439,20 @@ def _line_rows(data: bytes, source: PathLike, comma: bool, fmt: _Format) -> _Row
                     expected=f"at least {fmt.min_columns} ({fmt.min_columns_text})",
                 )
         elif len(fields) != columns:
+            problem = f"line has {len(fields)} fields but line {first_line} has {columns}"
+            expected = f"{columns} fields on every line"
+            if _other_separator(line, comma):
+                separator, first_separator = (("whitespace", "commas") if comma
+                                              else ("commas", "whitespace"))
+                problem += (f": its values are separated by {separator}, but line "
+                            f"{first_line}'s by {first_separator}")
+                expected = f"the separator of line {first_line} ({first_separator}) on every line"
             raise DataFormatError(
-                f"line has {len(fields)} fields but line {first_line} has {columns}",
+                problem,
                 path=source,
                 line=number,
                 value=line.strip(),
-                expected=f"{columns} fields on every line",
+                expected=expected,
             )
         tokens.append(fields)
         numbers.append(number)
@@ -401,6 +464,13 @@ def _line_rows(data: bytes, source: PathLike, comma: bool, fmt: _Format) -> _Row
         for column, field in enumerate(fields):
             values[row, column] = _parse_number(field, source, numbers[row], names[column])
     return _Rows(values, np.asarray(numbers, np.int64), tokens)
+
+
+def _other_separator(line: str, comma: bool) -> bool:
+    """Return whether a line uses the separator that the file's first line does not use."""
+    if comma:
+        return "," not in line and len(line.split()) > 1
+    return "," in line
 
 
 def _parse_number(field: str, source: PathLike, line: int, name: str) -> float:
@@ -505,12 +575,15 @@ def _find_problems(values: np.ndarray, fmt: _Format, seq_length: int | None) -> 
             cls = values[:, 7]
             add(cls != np.round(cls), 7, "class is not an integer", "an integer class id")
         if fmt is _TRACKER_FORMAT and values.shape[1] >= 8:
+            # TrackEval 1.3.0 truncates column 8 with astype(int) and raises when the result
+            # is above 1, so 1.9, 0 and -3 pass and every value from 2 up is rejected.
             add(
                 np.trunc(values[:, 7]) > 1,
                 7,
-                "column 8 is read as a class by the MOTChallenge evaluation, and only "
+                "column 8 is read as a class by the MOTChallenge evaluation (TrackEval), which "
+                "truncates it to an integer and rejects a value of 2 or more because only "
                 "pedestrians (class 1) can be evaluated",
-                "-1 or 1 (x, or class pedestrian)",
+                "a value below 2, e.g. -1 (unused x) or 1 (pedestrian)",
             )
 
     if fmt is not _DETECTION_FORMAT:

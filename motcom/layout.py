@@ -314,9 +314,15 @@ def find_tracker_files(tracker_dir: PathLike) -> dict[str, Path]:
     ``data/`` sub-folder (used when it contains any ``.txt`` file).
 
     Raises:
-        harness.errors.EvaluationError: the folder does not exist or has no ``.txt`` file.
+        harness.errors.EvaluationError: the folder does not exist, is a file or has no ``.txt``
+            file.
     """
     tracker_dir = Path(tracker_dir).expanduser()
+    if tracker_dir.is_file():
+        raise EvaluationError(
+            f"tracker folder {tracker_dir} is a file, not a folder: pass the folder that "
+            "contains the <sequence>.txt files"
+        )
     if not tracker_dir.is_dir():
         raise EvaluationError(f"tracker folder not found: {tracker_dir}")
     data_dir = tracker_dir / "data"

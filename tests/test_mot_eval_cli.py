@@ -133,9 +133,11 @@ def test_eval_mot17_outcome_fields(prepared17, tmp_path):
     assert outcome.version == "1.0"
     assert outcome.split == "train"
     assert outcome.data_kind == "sample"
-    assert outcome.config == {"benchmark": "MOT17", "threshold": 0.6}
-    assert sorted(outcome.per_item) == ["MOT17-02-DPM", "MOT17-02-FRCNN", "MOT17-02-SDP",
-                                        "MOT17-04-DPM", "MOT17-04-FRCNN", "MOT17-04-SDP"]
+    copies = ["MOT17-02-DPM", "MOT17-02-FRCNN", "MOT17-02-SDP",
+              "MOT17-04-DPM", "MOT17-04-FRCNN", "MOT17-04-SDP"]
+    assert outcome.config == {"benchmark": "MOT17", "threshold": 0.6, "sequences": copies,
+                              "subset": True}
+    assert sorted(outcome.per_item) == copies
     assert outcome.files == [tmp_path / "pedestrian_summary.txt",
                              tmp_path / "pedestrian_detailed.csv"]
     assert all(path.is_file() for path in outcome.files)
@@ -148,6 +150,7 @@ def test_eval_mot17_selected_sequences_and_method(prepared17, tmp_path):
                                  "--method", "mine"], tmp_path, home)
     assert list(outcome.per_item) == ["MOT17-04-SDP"]
     assert outcome.method == "mine"
+    assert outcome.config["sequences"] == ["MOT17-04-SDP"]
     assert outcome.metrics["MOTA"] == pytest.approx(outcome.per_item["MOT17-04-SDP"]["MOTA"])
 
 
@@ -168,20 +171,109 @@ def test_eval_mot17_base_and_copy_names(prepared17, tmp_path):
     _, home, tracker = prepared17
     folder = shutil.copytree(tracker / "data", tmp_path / "tracker")
     shutil.copy(folder / "MOT17-02-SDP.txt", folder / "MOT17-02.txt")
-    outcome = run_eval("mot17", ["--tracker-dir", str(folder)], tmp_path / "out", home)
-    assert len(outcome.per_item) == 7
-    assert outcome.per_item["MOT17-02"] == outcome.per_item["MOT17-02-SDP"]
+    pattern = (r"tracker folder .*tracker mixes the two naming styles of MOT17: detector copy "
+               r"names \(MOT17-02-DPM\.txt, MOT17-02-FRCNN\.txt, MOT17-02-SDP\.txt, \.\.\.\) "
+               r"and base sequence names \(MOT17-02\.txt\); name every file "
+               r"<sequence>-<detector>\.txt to score each detector copy, or every file "
+               r"<sequence>\.txt to score each sequence once")
+    with pytest.raises(EvaluationError, match=pattern):
+        run_eval("mot17", ["--tracker-dir", str(folder)], tmp_path / "out", home)
+    with pytest.raises(EvaluationError, match=pattern):
+        run_eval("mot17", ["--tracker-dir", str(folder), "--sequences", "MOT17-02-SDP"],
+                 tmp_path / "out", home)
 
 
-def test_eval_mot17_unknown_tracker_file(prepared17, tmp_path):
+def test_eval_mot17_extra_files_ignored(prepared17, tmp_path, caplog):
     _, home, tracker = prepared17
     folder = shutil.copytree(tracker / "data", tmp_path / "tracker")
-    (folder / "MOT17-99-SDP.txt").write_text("")
+    for name in ("MOT17-05-SDP", "MOT17-01-FRCNN", "MOT17-99-SDP", "notes", "MOT17-02-XYZ"):
+        (folder / f"{name}.txt").write_text("not a tracker file\n")
+    with caplog.at_level(logging.WARNING):
+        outcome = run_eval("mot17", ["--tracker-dir", str(folder)], tmp_path / "out", home)
+    assert outcome.config["sequences"] == sorted(f"MOT17-{seq}-{det}" for seq in ("02", "04")
+                                                 for det in ("DPM", "FRCNN", "SDP"))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        f"ignoring 5 tracker file(s) in {folder}, which are not evaluated. Sequences of MOT17 "
+        "that are not in the prepared train split: MOT17-01-FRCNN.txt, MOT17-05-SDP.txt. Not "
+        "names of MOT17 sequences: MOT17-02-XYZ.txt, MOT17-99-SDP.txt, notes.txt"
+    ]
+
+
+def test_eval_mot17_requested_sequences_with_extra_files(prepared17, tmp_path, caplog):
+    _, home, tracker = prepared17
+    folder = shutil.copytree(tracker / "data", tmp_path / "tracker")
+    (folder / "MOT17-05-SDP.txt").write_text("")
+    (folder / "notes.txt").write_text("")
+    requested = ["MOT17-04-SDP", "MOT17-02-SDP"]
+    with caplog.at_level(logging.WARNING):
+        outcome = run_eval("mot17", ["--tracker-dir", str(folder), "--sequences", *requested],
+                           tmp_path / "out", home)
+    assert sorted(outcome.per_item) == sorted(requested)
+    assert outcome.config["sequences"] == ["MOT17-02-SDP", "MOT17-04-SDP"]
+    assert ("Sequences of MOT17 that are not in the prepared train split: MOT17-05-SDP.txt. "
+            "Not names of MOT17 sequences: notes.txt") in caplog.text
+    assert "MOT17-02-DPM.txt" not in caplog.text
+
+
+def test_eval_mot17_requested_sequence_without_file(prepared17, tmp_path):
+    _, home, tracker = prepared17
+    folder = shutil.copytree(tracker / "data", tmp_path / "tracker")
+    (folder / "MOT17-04-SDP.txt").unlink()
     with pytest.raises(EvaluationError,
-                       match=r"tracker file .*MOT17-99-SDP\.txt belongs to no known sequence; "
-                             r"expected one of: MOT17-02, MOT17-02-DPM, MOT17-02-FRCNN, "
-                             r"MOT17-02-SDP, MOT17-04"):
+                       match=r"tracker file for sequence MOT17-04-SDP not found: expected "
+                             r".*tracker/MOT17-04-SDP\.txt"):
+        run_eval("mot17", ["--tracker-dir", str(folder), "--sequences", "MOT17-02-SDP",
+                           "MOT17-04-SDP"], tmp_path / "out", home)
+
+
+def test_eval_mot17_only_unknown_files(prepared17, tmp_path):
+    _, home, _ = prepared17
+    folder = tmp_path / "tracker"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("")
+    with pytest.raises(EvaluationError,
+                       match=r"tracker file for sequence MOT17-02 not found: expected "
+                             r".*tracker/MOT17-02\.txt"):
         run_eval("mot17", ["--tracker-dir", str(folder)], tmp_path / "out", home)
+
+
+def test_eval_mot17_empty_tracker_file(prepared17, tmp_path, caplog):
+    _, home, tracker = prepared17
+    folder = shutil.copytree(tracker / "data", tmp_path / "tracker")
+    (folder / "MOT17-02-SDP.txt").write_text("")
+    with caplog.at_level(logging.WARNING):
+        outcome = run_eval("mot17", ["--tracker-dir", str(folder), "--sequences",
+                                     "MOT17-02-SDP"], tmp_path / "out", home)
+    assert outcome.per_item["MOT17-02-SDP"]["CLR_TP"] == 0
+    assert (f"tracker file {folder / 'MOT17-02-SDP.txt'} has no boxes: sequence MOT17-02-SDP "
+            "is scored as if the tracker found nothing") in caplog.text
+
+
+def test_eval_tracker_dir_is_file(prepared17, tmp_path):
+    _, home, tracker = prepared17
+    path = tracker / "data" / "MOT17-02-SDP.txt"
+    with pytest.raises(EvaluationError,
+                       match=r"tracker folder .*MOT17-02-SDP\.txt is a file, not a folder: pass "
+                             r"the folder that contains the <sequence>\.txt files"):
+        run_eval("mot17", ["--tracker-dir", str(path)], tmp_path / "out", home)
+
+
+@pytest.mark.parametrize("evaluator", ["mot17", "motchallenge"])
+def test_method_name(evaluator, tmp_path):
+    instance = get_evaluator(evaluator)
+    parser = argparse.ArgumentParser()
+    instance.add_arguments(parser)
+    base = ["--gt-dir", str(tmp_path)] if evaluator == "motchallenge" else []
+    tracker = tmp_path / "mytracker"
+
+    def name(*argv: str) -> str:
+        return instance.method_name(parser.parse_args([*base, *argv]))
+
+    assert name("--tracker-dir", str(tracker)) == "mytracker"
+    assert name("--tracker-dir", str(tracker / "data")) == "mytracker"
+    assert name("--tracker-dir", str(tracker) + "/") == "mytracker"
+    assert name("--tracker-dir", str(tracker), "--method", "mine") == "mine"
 
 
 def test_eval_mot17_missing_tracker_file(prepared17, tmp_path):
@@ -284,7 +376,9 @@ def test_motchallenge_tud_mot15(tud, tmp_path):
     assert_tud_numbers(outcome)
     assert outcome.dataset == "motchallenge"
     assert outcome.method == "cem"
-    assert outcome.config == {"benchmark": "MOT15", "threshold": 0.5}
+    assert outcome.config == {"benchmark": "MOT15", "threshold": 0.5,
+                              "sequences": ["TUD-Campus", "TUD-Stadtmitte"],
+                              "gt_dir": str(gt_dir.resolve()), "seq_length": None}
     assert outcome.data_kind == "real"
 
 
@@ -314,6 +408,8 @@ def test_motchallenge_seq_length_option(tud, tmp_path):
                                         "--sequences", "TUD-Campus"], tmp_path / "o")
     assert list(outcome.per_item) == ["TUD-Campus"]
     assert outcome.metrics["MOTA"] == pytest.approx(52.646, abs=5e-4)
+    assert outcome.config["seq_length"] == 200
+    assert outcome.config["sequences"] == ["TUD-Campus"]
 
 
 def test_motchallenge_errors(tud, tmp_path):
@@ -325,15 +421,72 @@ def test_motchallenge_errors(tud, tmp_path):
     with pytest.raises(EvaluationError, match=r"no ground truth found under .*empty"):
         run_eval("motchallenge", ["--gt-dir", str(tmp_path / "empty"), "--tracker-dir",
                                   str(tracker_dir)], tmp_path / "o")
-    (tracker_dir / "TUD-Crossing.txt").write_text("")
     with pytest.raises(EvaluationError,
-                       match=r"tracker file .*TUD-Crossing\.txt belongs to no known sequence; "
-                             r"expected one of: TUD-Campus, TUD-Stadtmitte"):
-        run_eval("motchallenge", ["--gt-dir", str(gt_dir), "--tracker-dir", str(tracker_dir)],
-                 tmp_path / "o")
+                       match=r"unknown sequence 'TUD-Crossing' in --sequences; expected one of: "
+                             r"TUD-Campus, TUD-Stadtmitte"):
+        run_eval("motchallenge", ["--gt-dir", str(gt_dir), "--tracker-dir", str(tracker_dir),
+                                  "--sequences", "TUD-Crossing"], tmp_path / "o")
     with pytest.raises(EvaluationError, match=r"--seq-length is 0; expected an integer >= 1"):
         run_eval("motchallenge", ["--gt-dir", str(gt_dir), "--tracker-dir", str(tracker_dir),
                                   "--seq-length", "0"], tmp_path / "o")
+
+
+def test_motchallenge_extra_files_ignored(tud, tmp_path, caplog):
+    gt_dir, tracker_dir = tud
+    (gt_dir / "TUD-Crossing").mkdir()
+    (gt_dir / "TUD-Crossing" / "seqinfo.ini").write_text("[Sequence]\nseqLength=201\n")
+    (tracker_dir / "TUD-Crossing.txt").write_text("")
+    (tracker_dir / "notes.txt").write_text("")
+    with caplog.at_level(logging.WARNING):
+        outcome = run_eval("motchallenge", ["--gt-dir", str(gt_dir), "--tracker-dir",
+                                            str(tracker_dir), "--benchmark", "MOT15"],
+                           tmp_path / "o")
+    assert_tud_numbers(outcome)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        f"ignoring 2 tracker file(s) in {tracker_dir}, which are not evaluated. Sequences "
+        f"without gt/gt.txt under {gt_dir}: TUD-Crossing.txt. Not names of sequence folders "
+        f"under {gt_dir}: notes.txt"
+    ]
+
+
+@pytest.fixture()
+def mot17_unprepared(tmp_path):
+    """A MOT17 sample in the archive layout: gt with distractor classes, one tracker folder."""
+    root = write_mot_sample(tmp_path / "data", sequences=1, frames=20, pedestrians=5, seed=3)
+    return root / "MOT17" / "train", root / "trackers" / "noisytracker"
+
+
+def test_motchallenge_distractors_without_benchmark(mot17_unprepared, tmp_path, caplog):
+    gt_dir, tracker_dir = mot17_unprepared
+    with caplog.at_level(logging.WARNING):
+        outcome = run_eval("motchallenge", ["--gt-dir", str(gt_dir), "--tracker-dir",
+                                            str(tracker_dir)], tmp_path / "o")
+    assert outcome.config["benchmark"] is None
+    assert ("the ground truth of MOT17-02-DPM, MOT17-02-FRCNN, MOT17-02-SDP has 9 columns and "
+            "class ids from 2 to 13, as MOT16, MOT17 and MOT20 files have, but without "
+            "--benchmark no distractor preprocessing is applied, so tracker boxes on distractors "
+            "count as false positives; pass --benchmark MOT17 (or MOT20) for the official "
+            "numbers") in caplog.text
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        run_eval("motchallenge", ["--gt-dir", str(gt_dir), "--tracker-dir", str(tracker_dir),
+                                  "--benchmark", "MOT17"], tmp_path / "o")
+    assert "distractor" not in caplog.text
+
+
+def test_motchallenge_outcome_config(mot17_unprepared, tmp_path, monkeypatch):
+    gt_dir, tracker_dir = mot17_unprepared
+    monkeypatch.chdir(gt_dir.parent)
+    outcome = run_eval("motchallenge", ["--gt-dir", "train", "--tracker-dir", str(tracker_dir),
+                                        "--benchmark", "MOT17", "--sequences", "MOT17-02-SDP",
+                                        "--threshold", "0.4"], tmp_path / "o")
+    assert outcome.config == {"benchmark": "MOT17", "threshold": 0.4,
+                              "sequences": ["MOT17-02-SDP"], "gt_dir": str(gt_dir.resolve()),
+                              "seq_length": None}
+    assert outcome.method == "noisytracker"
+    assert outcome.data_kind == "sample"
 
 
 def test_motchallenge_gt_in_zip(tud, tmp_path):

@@ -202,7 +202,9 @@ TRACKER_ERRORS = [
     ("1,5,1,2,3\n", 1, r"tracker line has 5 fields.*expected at least 6 \(frame, id, left, top, "
                        r"width, height\)"),
     ("1,5,1,2,3,4,1,2,-1,-1\n", 1,
-     r"column 8 is read as a class.*\(field 'x', value '2'\); expected -1 or 1"),
+     r"column 8 is read as a class .*rejects a value of 2 or more .*\(field 'x', value '2'\); "
+     r"expected a value below 2"),
+    ("1,5,1,2,3,4,1,2.5,-1,-1\n", 1, r"column 8 .*rejects a value of 2 or more .*value '2\.5'"),
     ("1,5,1,2,3,4,1,-1,-1,-1\n1,5,1,2,3,4,1,-1,-1,-1\n", 2, r"id used twice in the same frame"),
     ("1,-1,1,2,3,4,1,-1,-1,-1\n", 1, r"negative id"),
     ("1,5,1,2,3,4,abc,-1,-1,-1\n", 1, r"not a number \(field 'conf', value 'abc'\)"),
@@ -220,6 +222,61 @@ def test_tracks_errors(tmp_path, text, line, pattern):
 def test_tracks_class_one_and_extra_columns_accepted(tmp_path):
     tracks = read_tracks(write(tmp_path, "1,5,1,2,3,4,1,1.9,nan,-1\n", "a.txt"))
     assert len(tracks) == 1
+
+
+def test_tracks_column_8_below_two_accepted(tmp_path):
+    # TrackEval 1.3.0 truncates the value to an integer and rejects only results above 1.
+    lines = [f"{frame},5,1,2,3,4,1,{value},-1,-1"
+             for frame, value in enumerate(["0", "0.7", "1.5", "-3", "-1", "1"], start=1)]
+    tracks = read_tracks(write(tmp_path, "\n".join(lines) + "\n", "a.txt"))
+    assert len(tracks) == 6
+
+
+HEADER_HINT = (r"\. Line 1 has no number, so it looks like a header line, but MOTChallenge files "
+               r"have no header line: remove it$")
+
+
+def test_tracks_header_line(tmp_path):
+    path = write(tmp_path, "frame,id,left,top,width,height,conf,x,y,z\n"
+                           "1,5,1,2,3,4,1,-1,-1,-1\n", "a.txt")
+    with pytest.raises(DataFormatError,
+                       match=r"a\.txt:1: not a number \(field 'frame', value 'frame'\); "
+                             r"expected a number" + HEADER_HINT):
+        read_tracks(path)
+
+
+def test_tracks_pandas_header_line(tmp_path):
+    path = write(tmp_path, ",frame,id,left,top,width,height,conf,x,y,z\n"
+                           "1,5,1,2,3,4,1,-1,-1,-1\n", "a.txt")
+    with pytest.raises(DataFormatError,
+                       match=r"a\.txt:2: line has 10 fields but line 1 has 11 .*; expected 11 "
+                             r"fields on every line" + HEADER_HINT):
+        read_tracks(path)
+
+
+def test_gt_header_line_after_blank_line(tmp_path):
+    path = write(tmp_path, "\nframe id left top width height flag class visibility\n"
+                           "1 1 10 20 30 40 1 1 1\n")
+    with pytest.raises(DataFormatError, match=r"gt\.txt:2: not a number .*Line 2 has no number, "
+                                              r"so it looks like a header line"):
+        read_ground_truth(path)
+
+
+def test_tracks_bad_first_line_no_hint(tmp_path):
+    path = write(tmp_path, "1,5,x,2,3,4,1,-1,-1,-1\n", "a.txt")
+    with pytest.raises(DataFormatError, match=r"not a number \(field 'left', value 'x'\); "
+                                              r"expected a number$"):
+        read_tracks(path)
+
+
+def test_tracks_whitespace_line_in_comma_file(tmp_path):
+    path = write(tmp_path, "1,5,1,2,3,4,1,-1,-1,-1\n2 5 1 2 3 4 1 -1 -1 -1\n", "a.txt")
+    with pytest.raises(DataFormatError,
+                       match=r"a\.txt:2: line has 1 fields but line 1 has 10: its values are "
+                             r"separated by whitespace, but line 1's by commas \(value '2 5 1 "
+                             r"2 3 4 1 -1 -1 -1'\); expected the separator of line 1 \(commas\) "
+                             r"on every line"):
+        read_tracks(path)
 
 
 def test_tracks_frame_past_seq_length(tmp_path):

@@ -14,11 +14,20 @@ import filelock
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from _toy_plugin import NAME, SPEC, ToyPlugin, png_bytes, prepare_toy, write_toy_source
+from _toy_plugin import (
+    NAME,
+    SPEC,
+    ToyPlugin,
+    csv_text,
+    png_bytes,
+    prepare_toy,
+    write_toy_source,
+)
 
 import harness
 from harness import prepare as prepare_module
 from harness.checksum import sha256_file
+from harness.cli import main
 from harness.errors import (
     DataFormatError,
     FieldHarnessError,
@@ -242,6 +251,32 @@ def test_prepare_again_replaces_copy(tmp_path: Path) -> None:
     assert "full/test" in manifest.tables
 
 
+def test_prepare_smaller_copy_warns(tmp_path: Path, caplog) -> None:
+    prepare_dataset(NAME, write_toy_source(tmp_path / "full"), progress=False)
+    smaller = write_toy_source(tmp_path / "smaller", splits=("train",))
+    (smaller / "train.csv").write_text(csv_text("train", 2))
+
+    with caplog.at_level(logging.WARNING, logger="harness.prepare"):
+        manifest = prepare_dataset(NAME, smaller, progress=False)
+    assert manifest.row_counts == {"full/train": 2, "labels/train": 2}
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings[-1].startswith("replaced the prepared copy of toy 1.1 in ")
+    assert warnings[-1].endswith(
+        " with a smaller one: table full/train shrank from 4 to 2 rows; table full/test (2 rows) "
+        "is no longer prepared; table labels/train shrank from 4 to 2 rows; table labels/test "
+        "(2 rows) is no longer prepared"
+    )
+
+
+def test_prepare_same_or_larger_copy_quiet(tmp_path: Path, caplog) -> None:
+    prepare_dataset(NAME, write_toy_source(tmp_path / "subset", splits=("train",)),
+                    progress=False)
+    with caplog.at_level(logging.WARNING, logger="harness.prepare"):
+        prepare_dataset(NAME, write_toy_source(tmp_path / "full"), progress=False)
+        prepare_dataset(NAME, write_toy_source(tmp_path / "again"), progress=False)
+    assert "smaller" not in caplog.text
+
+
 def test_verify_clean_copy_is_ok(tmp_path: Path) -> None:
     prepare_toy(tmp_path)
     report = verify_dataset(NAME, progress=False)
@@ -269,12 +304,67 @@ def test_verify_reports_every_problem(tmp_path: Path, isolated_homes: Path) -> N
         f"prepared table full/train: {folder}/full/train.parquet has SHA-256 {parquet_sha}, "
         f"recorded {manifest.tables['full/train']['sha256']}",
         f"prepared table labels/test: {folder}/labels/test.arrow is missing",
+        f"prepared table full/test: 1 of 2 images in column image are missing: "
+        f"{source}/images/test_1.png",
         f"source file {source}/images/test_1.png is missing",
         f"source file {source}/images/train_0.png has {len(png_bytes(0)) + 5} bytes, "
         f"recorded {len(png_bytes(0))}",
         f"source file {source}/train.csv has SHA-256 {sha256_file(source / 'train.csv')}, "
         f"recorded {manifest.source_files['train.csv']['sha256']}",
     ]
+
+
+def test_verify_reports_missing_images(tmp_path: Path) -> None:
+    source = prepare_toy(tmp_path)
+    for i in range(4):
+        (source / "images" / f"train_{i}.png").unlink()
+
+    problems = verify_dataset(NAME, progress=False).problems
+    image_problems = [p for p in problems if p.startswith("prepared table")]
+    assert image_problems == [
+        f"prepared table full/train: 4 of 4 images in column image are missing: "
+        f"{source}/images/train_0.png, {source}/images/train_1.png, "
+        f"{source}/images/train_2.png, ..."
+    ]
+
+
+def test_verify_checks_images_outside_sources(tmp_path: Path) -> None:
+    class UnlistedImages(ToyPlugin):
+        def read_source(self, source, *, version=None):
+            data = super().read_source(source, version=version)
+            data.source_files = [f for f in data.source_files if f.suffix != ".png"]
+            return data
+
+    register_dataset("toy-unlisted", type("UnlistedToy", (UnlistedImages,), {"spec": SPEC}))
+    source = write_toy_source(tmp_path / "src")
+    prepare_dataset("toy-unlisted", source, progress=False)
+    shutil.rmtree(source / "images")
+
+    report = verify_dataset("toy-unlisted", progress=False)
+    assert report.problems == [
+        f"prepared table full/train: 4 of 4 images in column image are missing: "
+        f"{source}/images/train_0.png, {source}/images/train_1.png, "
+        f"{source}/images/train_2.png, ...",
+        f"prepared table full/test: 2 of 2 images in column image are missing: "
+        f"{source}/images/test_0.png, {source}/images/test_1.png",
+    ]
+    assert verify_dataset("toy-unlisted", check_sources=False, progress=False).ok
+
+
+def test_verify_reports_missing_file_once(tmp_path: Path, capsys, caplog) -> None:
+    source = prepare_toy(tmp_path)
+    (source / "train.csv").unlink()
+
+    with caplog.at_level(logging.WARNING):
+        report = verify_dataset(NAME, progress=False)
+    assert report.problems == [f"source file {source}/train.csv is missing"]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+    status = main(["verify", NAME])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert err.count(f"{source}/train.csv") == 1
+    assert f"  source file {source}/train.csv is missing\n" in err
 
 
 def test_verify_without_sources(tmp_path: Path) -> None:

@@ -69,8 +69,8 @@ def test_leaderboard_aggregates_seeds(tmp_path):
     board = leaderboard.build(tmp_path)
     assert len(board.rows) == 6  # 3 runs x 2 metrics
     markdown = leaderboard.to_markdown(board)
-    assert "| v1 | train | tracker | {\"threshold\": 0.5} | 2 | 52.000 ± 2.828 |" in markdown
-    assert "| v1 | train | other | {\"threshold\": 0.5} | 1 | 10 |" in markdown
+    assert "| v1 | train | tracker | threshold=0.5 | 2 | 52.000 ± 2.828 |" in markdown
+    assert "| v1 | train | other | threshold=0.5 | 1 | 10 |" in markdown
 
 
 def test_leaderboard_excludes_sample_runs_unless_asked(tmp_path):

@@ -4,7 +4,7 @@ Each side runs as its own process on the same synthetic MOT17-train-sized set in
 folder layout (21 sequences, 7 bases x DPM/FRCNN/SDP, about 340,000 ground-truth boxes), with
 HOTA, CLEAR and Identity and both tools writing their summary and detailed files. The script
 reports wall time (imports and interpreter start included), peak resident memory of each
-process, their ratios, and checks that both detailed CSV files agree to 1e-9. It also times
+process (VmHWM, Linux only), their ratios, and checks that both detailed CSV files agree to 1e-9. It also times
 ``prepare`` and ``load_dataset`` (first and warm load) on the same data in the MOTChallenge
 layout.
 
@@ -44,17 +44,45 @@ TRACKEVAL_SCRIPT = textwrap.dedent("""
 """)
 
 
-def run_process(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
-    """Run ``command`` to completion; return its wall time in seconds and peak RSS in MiB."""
+# Runs a module or a script like ``python -m`` / ``python -c`` would, then appends the peak
+# resident memory of this process image (VmHWM, in kB) to the file named first. ru_maxrss is not
+# used because Linux carries it over fork and exec, so a child would report at least the
+# benchmark's own size.
+LAUNCHER = textwrap.dedent("""
+    import runpy, sys
+    report, kind, target, *args = sys.argv[1:]
+    status = 0
+    try:
+        if kind == "module":
+            sys.argv = [target, *args]
+            runpy.run_module(target, run_name="__main__", alter_sys=True)
+        else:
+            sys.argv = ["-c", *args]
+            exec(compile(target, "<benchmark>", "exec"), {"__name__": "__main__"})
+    except SystemExit as exc:
+        status = exc.code or 0
+    finally:
+        with open("/proc/self/status") as handle:
+            peak = next(line.split()[1] for line in handle if line.startswith("VmHWM:"))
+        with open(report, "a") as handle:
+            handle.write(peak + "\\n")
+    sys.exit(status)
+""")
+
+
+def run_process(kind: str, target: str, args: list[str], env: dict[str, str],
+                report: Path) -> tuple[float, float]:
+    """Run a module (``kind="module"``) or a script (``"script"``) with ``args`` in a fresh
+    interpreter; return its wall time in seconds and its peak RSS in MiB."""
+    command = [sys.executable, "-c", LAUNCHER, str(report), kind, target, *args]
     start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               env=env)
-    _, status, usage = os.wait4(process.pid, 0)
+    result = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+                            text=True, check=False)
     elapsed = time.perf_counter() - start
-    stderr = process.stderr.read().decode() if process.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"command failed: {' '.join(command)}\n{stderr}")
-    return elapsed, usage.ru_maxrss / 1024
+    if result.returncode != 0:
+        raise RuntimeError(f"{target} {' '.join(args)} failed:\n{result.stderr}")
+    peak_kib = int(report.read_text().split()[-1])
+    return elapsed, peak_kib / 1024
 
 
 def compare_detailed(ours: Path, theirs: Path) -> float:
@@ -95,18 +123,18 @@ def main() -> None:
         gt_boxes = sum(1 for p in (gt_folder / "MOT17-train").glob("*/gt/gt.txt")
                        for _ in open(p))
 
-        ours_cmd = [python, "-m", "harness", "eval", "motchallenge",
-                    "--gt-dir", str(gt_folder / "MOT17-train"),
-                    "--tracker-dir", str(trackers_folder / "MOT17-train" / "noisytracker" / "data"),
-                    "--benchmark", "MOT17", "--output", str(tmp / "ours")]
-        theirs_cmd = [python, "-c", TRACKEVAL_SCRIPT, str(gt_folder), str(trackers_folder),
-                      str(tmp / "trackeval-out")]
+        ours_args = ["eval", "motchallenge", "--gt-dir", str(gt_folder / "MOT17-train"),
+                     "--tracker-dir",
+                     str(trackers_folder / "MOT17-train" / "noisytracker" / "data"),
+                     "--benchmark", "MOT17", "--output", str(tmp / "ours")]
+        theirs_args = [str(gt_folder), str(trackers_folder), str(tmp / "trackeval-out")]
         env = dict(os.environ, FIELDHARNESS_HOME=str(tmp / "home"))
+        report = tmp / "peaks.txt"
 
         ours, theirs = [], []
         for _ in range(args.repeat):
-            theirs.append(run_process(theirs_cmd, env))
-            ours.append(run_process(ours_cmd, env))
+            theirs.append(run_process("script", TRACKEVAL_SCRIPT, theirs_args, env, report))
+            ours.append(run_process("module", "harness", ours_args, env, report))
         worst = compare_detailed(
             tmp / "ours" / "pedestrian_detailed.csv",
             tmp / "trackeval-out" / "noisytracker" / "pedestrian_detailed.csv")
@@ -114,12 +142,12 @@ def main() -> None:
         sample = write_mot_sample(tmp / "motchallenge", benchmark="MOT17", seed=0, sequences=7,
                                   frames=args.frames, pedestrians=args.pedestrians,
                                   layout="motchallenge")
-        prepare = run_process([python, "-m", "harness", "prepare", "mot17", "--source",
-                               str(sample)], env)
-        load_code = ("import time; t=time.perf_counter(); from harness import load_dataset; "
-                     "ds = load_dataset('mot17', split='train'); print(len(ds))")
-        load_first = run_process([python, "-c", load_code], env)
-        load_warm = run_process([python, "-c", load_code], env)
+        prepare = run_process("module", "harness", ["prepare", "mot17", "--source", str(sample)],
+                              env, report)
+        load_code = ("from harness import load_dataset; "
+                     "dataset = load_dataset('mot17', split='train'); print(len(dataset))")
+        load_first = run_process("script", load_code, [], env, report)
+        load_warm = run_process("script", load_code, [], env, report)
 
     def best(runs: list[tuple[float, float]]) -> tuple[float, float]:
         return min(r[0] for r in runs), max(r[1] for r in runs)

@@ -11,7 +11,8 @@ false positives, id switches, boxes on distractors). Each side runs in its own s
 reports its peak resident memory (``ru_maxrss``). Linux carries ``ru_maxrss`` over ``exec``, so
 the parent process only writes files and starts the children. The times exclude imports.
 TrackEval runs single-process with HOTA, CLEAR and Identity. Ours parses with ``motcom.io``
-(a plain numpy reader if that module is missing) and evaluates with ``motcom.evaluation``.
+(a plain numpy reader if that module is missing), parsing each distinct gt content once as the
+``eval motchallenge`` command does, and evaluates with ``motcom.evaluation``.
 Prints a Markdown table.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import io
 import json
 import resource
@@ -201,10 +203,11 @@ def run_trackeval(gt_folder: Path, trackers_folder: Path, tracker: str, lengths:
 
 
 def _numpy_reader():
-    def read(path: Path, is_gt: bool):
+    def read(path: Path, is_gt: bool, data: bytes | None = None, seq_length: int | None = None):
         from motcom.data import GroundTruth, Tracks
 
-        table = np.loadtxt(path, delimiter=",", ndmin=2)
+        table = np.loadtxt(io.BytesIO(data) if data is not None else path, delimiter=",",
+                           ndmin=2)
         if not is_gt:
             return Tracks(table[:, 0].astype(np.int64), table[:, 1].astype(np.int64),
                           table[:, 2:6].copy(), table[:, 6].copy())  # fmt: skip
@@ -215,15 +218,35 @@ def _numpy_reader():
     return read
 
 
+def _gt_reader(read) -> tuple:
+    """Wrap ``read`` so that each distinct gt content is parsed once, as ``eval motchallenge`` does.
+
+    MOT17's DPM, FRCNN and SDP folders hold byte-identical ``gt.txt`` files. The file is still
+    read and hashed for every sequence, so the time covers what the command does.
+    """
+    parsed: dict[tuple[bytes, int], object] = {}
+
+    def read_gt(path: Path, seq_length: int):
+        data = path.read_bytes()
+        key = (hashlib.blake2b(data, digest_size=16).digest(), seq_length)
+        if key not in parsed:
+            parsed[key] = read(path, True, data, seq_length)
+        return parsed[key]
+
+    return read_gt
+
+
 def run_ours(gt_folder: Path, trackers_folder: Path, tracker: str, lengths: dict) -> dict:
     """Parse and evaluate with this project in this process; same report as TrackEval's."""
     from motcom.evaluation import combine_sequences, evaluate_sequence
 
     try:
-        from motcom.io import read_ground_truth, read_tracks
+        from motcom.io import ground_truth_from_bytes, read_tracks
 
-        def read(path: Path, is_gt: bool):
-            return read_ground_truth(path) if is_gt else read_tracks(path)
+        def read(path: Path, is_gt: bool, data: bytes | None = None, seq_length: int | None = None):
+            if is_gt:
+                return ground_truth_from_bytes(data, source=path, seq_length=seq_length)
+            return read_tracks(path, seq_length=seq_length)
 
         reader = "motcom.io"
     except ImportError:
@@ -233,11 +256,12 @@ def run_ours(gt_folder: Path, trackers_folder: Path, tracker: str, lengths: dict
     baseline = _peak_rss_mib()
     start = time.perf_counter()
     parse_seconds = 0.0
+    read_gt = _gt_reader(read)
     results = {}
     for name, length in sorted(lengths.items()):
         parse_start = time.perf_counter()
-        gt = read(gt_folder / name / "gt" / "gt.txt", True)
-        tracks = read(trackers_folder / tracker / "data" / f"{name}.txt", False)
+        gt = read_gt(gt_folder / name / "gt" / "gt.txt", length)
+        tracks = read(trackers_folder / tracker / "data" / f"{name}.txt", False, None, length)
         parse_seconds += time.perf_counter() - parse_start
         results[name] = evaluate_sequence(gt, tracks, length, benchmark="MOT17", name=name)
     combined = combine_sequences(results)

@@ -12,11 +12,12 @@ import argparse
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.spec import DatasetSpec
+
+if TYPE_CHECKING:  # pyarrow is imported where tables are built, not for annotations
+    import pyarrow as pa
 
 SAMPLE_MARKER = "FIELDHARNESS_SAMPLE"
 """File name that sample generators write at the root of generated data.
@@ -102,7 +103,7 @@ class Evaluator(ABC):
 
     @abstractmethod
     def evaluate(self, args: argparse.Namespace, ctx: RunContext) -> EvalOutcome:
-        """Score the predictions named in ``args`` and write result files into ``ctx.output_dir``."""
+        """Score the predictions named in ``args``; write result files into ``ctx.output_dir``."""
 
     def method_name(self, args: argparse.Namespace) -> str:
         """Return the name the run is recorded under (``--method``, else ``"predictions"``)."""

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from harness.errors import UnknownNameError
+
+if TYPE_CHECKING:  # pyarrow is imported where tables are built, not for annotations
+    import pyarrow as pa
 
 
 @dataclass(frozen=True)

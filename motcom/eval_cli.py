@@ -17,11 +17,9 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 from tqdm import tqdm
 
 from harness.errors import EvaluationError
@@ -31,6 +29,9 @@ from motcom.io import count_columns, ground_truth_from_bytes, read_tracks, seqin
 from motcom.layout import DETECTORS, SequenceFolder, find_sequences, find_tracker_files
 from motcom.prepare import is_sample
 from motcom.spec import SEQUENCES_BY_BENCHMARK
+
+if TYPE_CHECKING:  # pyarrow.compute is imported only by the prepared-data evaluators
+    import pyarrow as pa
 
 logger = logging.getLogger(__name__)
 
@@ -219,6 +220,8 @@ class PreparedMOTEvaluator(Evaluator):
         manifest = read_manifest(self.dataset, version=version, data_dir=ctx.data_dir)
         sequences = read_prepared_table(self.dataset, "sequences", split,
                                         version=manifest.version, data_dir=ctx.data_dir)
+        import pyarrow.compute as pc
+
         sequences = sequences.filter(pc.field("has_gt"))
         if sequences.num_rows == 0:
             raise EvaluationError(
@@ -321,6 +324,8 @@ def _examples(names: list[str], limit: int = 3) -> str:
 
 
 def _split_by_sequence(boxes: pa.Table) -> dict[str, pa.Table]:
+    import pyarrow.compute as pc
+
     names = pc.unique(boxes["sequence"]).to_pylist()
     return {name: boxes.filter(pc.equal(boxes["sequence"], name)) for name in names}
 

@@ -347,6 +347,9 @@ def _fast_rows(data: bytes, first: bytes, comma: bool, fmt: _Format) -> _Rows:
             convert_options=pacsv.ConvertOptions(
                 column_types={name: pa.float64() for name in names[:kept]}
             ),
+            # The values are copied to numpy right away, so the system allocator, which hands
+            # freed memory back, keeps the peak lower than pyarrow's caching default pool.
+            memory_pool=pa.system_memory_pool(),
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise _NeedsLinePass from exc

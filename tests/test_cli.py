@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
+# The loopback HTTP server fixture and a served toy dataset come from the download tests.
+from test_download import _register_served_toy, server  # noqa: F401
+
 from harness import registry
 from harness.cli import main
 from harness.plugin import Baseline, EvalOutcome, RunContext
 from harness.records import RunRecord
-
-# The loopback HTTP server fixture and a served toy dataset come from the download tests.
-from test_download import _register_served_toy, server  # noqa: F401
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:

@@ -512,3 +512,54 @@ def test_sparse_sums_bit_identical_to_numpy(shape):
         np.full(shape[1], shape[1] == 1),
     )
     assert np.array_equal(column_sums, dense.sum(axis=0))
+
+
+@pytest.mark.parametrize("length", [5, 8, 127, 128, 129, 1000, 8192, 70001])
+def test_pairwise_sums_of_long_runs_bit_identical(length):
+    from motcom.evaluation.sums import sparse_pairwise_sums
+
+    rng = np.random.default_rng(length)
+    dense = np.zeros((3, length, 2))
+    for owner in range(3):
+        cells = rng.choice(length, size=min(length, 5 + 200 * owner), replace=False)
+        scale = 10.0 ** rng.uniform(-3, 3, (cells.size, 1))
+        dense[owner, cells] = rng.random((cells.size, 2)) * scale
+    owner, position = np.nonzero(dense[:, :, 0])
+    sums = sparse_pairwise_sums(owner, position, dense[owner, position], np.full(3, length), 3)
+    for o in range(3):
+        for column in range(2):
+            expected = np.sum(np.ascontiguousarray(dense[o, :, column]))
+            assert sums[o, column] == expected, (o, column)
+
+
+# --- uniqueness certificate ---------------------------------------------------------------------
+
+
+def _certify(weights: dict[tuple[int, int], float], num_gt: int, num_tracker: int):
+    from motcom.evaluation.matching import certify_unique_matching
+
+    pairs = sorted(weights)
+    edge_gt = np.array([g for g, _ in pairs])
+    edge_tracker = np.array([t for _, t in pairs])
+    weight = np.array([weights[p] for p in pairs])
+    chosen, failed = certify_unique_matching(
+        np.zeros(len(pairs), np.int64), edge_gt, edge_tracker, weight, num_gt, num_tracker, 1
+    )
+    return {p for p, c in zip(pairs, chosen, strict=True) if c}, failed.tolist()
+
+
+def test_certificate_proves_unique_matching():
+    chosen, failed = _certify({(0, 0): 0.9, (0, 1): 0.2, (1, 1): 0.8, (2, 1): 0.1}, 3, 2)
+    assert failed == []
+    assert chosen == {(0, 0), (1, 1)}
+
+
+def test_certificate_leaves_tie_to_solver():
+    chosen, failed = _certify({(0, 0): 0.5, (0, 1): 0.5}, 1, 2)
+    assert failed == [0]
+
+
+def test_certificate_rejects_better_crossing_matching():
+    # Greedy takes (0, 0) alone (1.0); the optimum is (0, 1) + (1, 0) = 1.8.
+    chosen, failed = _certify({(0, 0): 1.0, (0, 1): 0.9, (1, 0): 0.9}, 2, 2)
+    assert failed == [0]

@@ -13,13 +13,14 @@ TrackEval's rules, reproduced here:
 
 from __future__ import annotations
 
+import heapq
 from typing import Any
 
 import numpy as np
-from motcom.evaluation.lsap import linear_sum_assignment
 
 from motcom.evaluation.ious import EPS
-from motcom.evaluation.matching import SmallComponents, frame_mask, frame_offsets
+from motcom.evaluation.lsap import linear_sum_assignment
+from motcom.evaluation.matching import SmallComponents, frame_mask, frame_offsets, stable_order
 from motcom.evaluation.preprocess import PreparedSequence
 
 CLEAR_MAIN_FLOAT_FIELDS = ["MOTA", "MOTP", "MODA", "CLR_Re", "CLR_Pr", "MTR", "PTR", "MLR", "sMOTA"]
@@ -31,7 +32,7 @@ CLEAR_INTEGER_FIELDS = CLEAR_MAIN_INTEGER_FIELDS + CLEAR_EXTRA_INTEGER_FIELDS
 CLEAR_SUMMED_FIELDS = CLEAR_INTEGER_FIELDS + ["MOTP_sum"]
 
 CONTINUATION_BONUS = 1000
-MAX_ROUNDS = 16
+MAX_ROUNDS = 4
 """Rounds of the whole-sequence matching before the rest is finished frame by frame."""
 MT_RATIO = 0.8
 ML_RATIO = 0.2
@@ -63,10 +64,13 @@ def _match_frames(
     """Return the CLEAR matches (gt box, tracker box, IoU) of all frames, in frame and row order.
 
     A frame's scores depend on the matches of the previous active frame (continuation bonus).
-    The matches of all frames are computed together and recomputed with the bonus of the last
-    round until nothing changes. That fixed point is TrackEval's sequential result: after round
-    ``i`` the first ``i`` active frames are final, and a stable round reproduces every frame from
-    its predecessor. Frames whose components have no unique optimum, or a component of more than
+    An isolated edge (the only edge at IoU >= threshold of its gt box and of its tracker box) is
+    matched whatever the bonus. The other edges are matched for all frames together, round after
+    round, each round with the bonus that the matches of the round before give. A round without
+    changes is TrackEval's sequential result: after round ``i`` the first ``i`` active frames are
+    final, and a stable round reproduces every frame from its predecessor. After ``MAX_ROUNDS``
+    rounds the frames whose bonus still changes are solved one by one in frame order. Frames
+    whose components have no unique optimum, or a component of more than
     ``MAX_ENUMERATED_EDGES`` edges, are solved on TrackEval's full-frame matrix.
     """
     gt, tracker = seq.gt, seq.tracker
@@ -75,53 +79,114 @@ def _match_frames(
     if edge_gt.size == 0:
         return edge_gt, edge_tracker, edge_iou
     edge_frame = gt.frame[edge_gt]
-    components = SmallComponents(edge_frame, edge_gt, edge_tracker, gt.num_dets, tracker.num_dets)
+    num_edges = edge_gt.shape[0]
+    degree_gt = np.bincount(edge_gt, minlength=gt.num_dets)
+    degree_tracker = np.bincount(edge_tracker, minlength=tracker.num_dets)
+    matched = (degree_gt[edge_gt] == 1) & (degree_tracker[edge_tracker] == 1)
+    conflict = np.flatnonzero(~matched)
+    if conflict.size == 0:
+        return edge_gt, edge_tracker, edge_iou
 
     previous_edge = _previous_frame_edges(seq, edge_gt, edge_tracker)
     has_previous = previous_edge >= 0
-    edge_offsets = frame_offsets(edge_frame, seq.num_timesteps).tolist()
-    edge_row, edge_col = gt.position[edge_gt], tracker.position[edge_tracker]
-    frame_shapes = list(zip(gt.per_frame.tolist(), tracker.per_frame.tolist(), strict=True))
-    solved = np.zeros(seq.num_timesteps, bool)
-    solver_choice = np.zeros(edge_gt.shape[0], bool)
-    continued = np.zeros(edge_gt.shape[0], bool)
-    matched = np.zeros(edge_gt.shape[0], bool)
+    next_edge = np.full(num_edges, -1, np.int64)
+    next_edge[previous_edge[has_previous]] = np.flatnonzero(has_previous)
+    bonus = has_previous & matched[np.maximum(previous_edge, 0)]
+    conflict_index = np.full(num_edges, -1, np.int64)
+    conflict_index[conflict] = np.arange(conflict.shape[0])
+    components = SmallComponents(
+        edge_frame[conflict],
+        edge_gt[conflict],
+        edge_tracker[conflict],
+        gt.num_dets,
+        tracker.num_dets,
+    )
+    solver = _FrameSolver(seq, edge_frame, edge_gt, edge_tracker, edge_iou)
+
     changed_bonus = None
+    followers = np.zeros(0, np.int64)
     for _ in range(MAX_ROUNDS):
-        weight = CONTINUATION_BONUS * continued + edge_iou
+        weight = CONTINUATION_BONUS * bonus[conflict] + edge_iou[conflict]
         chosen, unresolved = components.solve(weight, changed_bonus)
-        stale = ~solved[unresolved]
-        if changed_bonus is not None:
-            stale |= frame_mask(edge_frame[changed_bonus], seq.num_timesteps)[unresolved]
-        for t in unresolved[stale].tolist():
-            lo, hi = edge_offsets[t], edge_offsets[t + 1]
-            solver_choice[lo:hi] = _solve_frame(
-                weight[lo:hi], edge_row[lo:hi], edge_col[lo:hi], frame_shapes[t]
-            )
-            solved[t] = True
-        by_solver = frame_mask(unresolved, seq.num_timesteps)[edge_frame]
-        chosen[by_solver] = solver_choice[by_solver]
+        solver.solve_stale(unresolved, bonus)
+        by_solver = frame_mask(unresolved, seq.num_timesteps)[edge_frame[conflict]]
+        chosen[by_solver] = solver.choice[conflict[by_solver]]
 
-        changed = chosen != matched
-        matched = chosen
-        continued_next = has_previous & matched[np.maximum(previous_edge, 0)]
-        changed_bonus = continued_next != continued
-        if not changed.any() or not changed_bonus.any():
+        flipped = conflict[chosen != matched[conflict]]
+        matched[conflict] = chosen
+        followers = next_edge[flipped]
+        followers = followers[followers >= 0]
+        if followers.size == 0:
             return edge_gt[matched], edge_tracker[matched], edge_iou[matched]
-        continued_used, continued = continued, continued_next
+        bonus[followers] = matched[previous_edge[followers]]
+        solver.mark_stale(edge_frame[followers])
+        changed_bonus = np.zeros(conflict.shape[0], bool)
+        follower_index = conflict_index[followers]
+        changed_bonus[follower_index[follower_index >= 0]] = True
 
-    # Slow convergence (a long chain of bonus-dependent frames): finish frame by frame from the
-    # first frame that changed in the last round, because the frames before it are final. A frame
-    # whose bonus equals the one of the last round keeps that round's matches.
-    first = int(edge_frame[np.flatnonzero(changed)[0]])
-    for t in np.unique(edge_frame[edge_frame >= first]).tolist():
-        lo, hi = edge_offsets[t], edge_offsets[t + 1]
-        bonus = has_previous[lo:hi] & matched[np.maximum(previous_edge[lo:hi], 0)]
-        if np.array_equal(bonus, continued_used[lo:hi]):
-            continue
-        weight = CONTINUATION_BONUS * bonus + edge_iou[lo:hi]
-        matched[lo:hi] = _solve_frame(weight, edge_row[lo:hi], edge_col[lo:hi], frame_shapes[t])
+    # Slow convergence comes from long chains of bonus-dependent frames. The frames whose bonus
+    # changed in the last round are solved again in frame order, each with the bonus from its
+    # final predecessor. A match that changes queues the frame of the edge that follows it.
+    pending = sorted(set(edge_frame[followers].tolist()))
+    heapq.heapify(pending)
+    queued = set(pending)
+    while pending:
+        t = heapq.heappop(pending)
+        queued.discard(t)
+        lo, hi = solver.edge_offsets[t], solver.edge_offsets[t + 1]
+        frame_matched = solver.solve_frame(t, bonus)
+        flipped = lo + np.flatnonzero(frame_matched != matched[lo:hi])
+        matched[lo:hi] = frame_matched
+        followers = next_edge[flipped]
+        followers = followers[followers >= 0]
+        bonus[followers] = matched[previous_edge[followers]]
+        for follower_frame in set(edge_frame[followers].tolist()) - queued:
+            heapq.heappush(pending, follower_frame)
+            queued.add(follower_frame)
     return edge_gt[matched], edge_tracker[matched], edge_iou[matched]
+
+
+class _FrameSolver:
+    """Solves single frames of the CLEAR matching on TrackEval's full-frame score matrix."""
+
+    def __init__(
+        self,
+        seq: PreparedSequence,
+        edge_frame: np.ndarray,
+        edge_gt: np.ndarray,
+        edge_tracker: np.ndarray,
+        edge_iou: np.ndarray,
+    ):
+        self.edge_offsets = frame_offsets(edge_frame, seq.num_timesteps).tolist()
+        self.edge_row = seq.gt.position[edge_gt]
+        self.edge_col = seq.tracker.position[edge_tracker]
+        self.edge_iou = edge_iou
+        self.frame_shapes = list(
+            zip(seq.gt.per_frame.tolist(), seq.tracker.per_frame.tolist(), strict=True)
+        )
+        # The solver's match of each edge, valid in the frames whose ``current`` flag is set,
+        # that is, the frames solved since their bonus last changed.
+        self.choice = np.zeros(edge_frame.shape[0], bool)
+        self.current = np.zeros(seq.num_timesteps, bool)
+
+    def solve_frame(self, t: int, bonus: np.ndarray) -> np.ndarray:
+        """Solve frame ``t`` with the given bonus; return a mask over the frame's edges."""
+        lo, hi = self.edge_offsets[t], self.edge_offsets[t + 1]
+        weight = CONTINUATION_BONUS * bonus[lo:hi] + self.edge_iou[lo:hi]
+        self.choice[lo:hi] = _solve_frame(
+            weight, self.edge_row[lo:hi], self.edge_col[lo:hi], self.frame_shapes[t]
+        )
+        self.current[t] = True
+        return self.choice[lo:hi]
+
+    def solve_stale(self, frames: np.ndarray, bonus: np.ndarray) -> None:
+        """Solve the given frames that were not solved since their bonus last changed."""
+        for t in frames[~self.current[frames]].tolist():
+            self.solve_frame(t, bonus)
+
+    def mark_stale(self, frames: np.ndarray) -> None:
+        """Mark frames whose bonus changed, so that their solver result is out of date."""
+        self.current[frames] = False
 
 
 def _previous_frame_edges(
@@ -139,7 +204,8 @@ def _previous_frame_edges(
     num_cells = gt.num_ids * tracker.num_ids
     cell = gt.id[edge_gt] * tracker.num_ids + tracker.id[edge_tracker]
     step_key = active_index[gt.frame[edge_gt]] * num_cells + cell
-    order = np.argsort(step_key)
+    # Edges come in frame order, and mostly in cell order within a frame.
+    order = np.argsort(step_key, kind="stable")
     sorted_keys = step_key[order]
     query = step_key - num_cells
     position = np.minimum(np.searchsorted(sorted_keys, query), sorted_keys.shape[0] - 1)
@@ -192,7 +258,8 @@ def clear_sequence(seq: PreparedSequence, threshold: float = 0.5) -> dict[str, A
     matched_tracker_id = tracker.id[matched_tracker]
 
     # ID switches: compare with the previous match of the same gt id, at any earlier frame.
-    by_gt = np.argsort(matched_gt_id * seq.num_timesteps + matched_frame)
+    # The matches come in frame order, so a stable sort by gt id orders them by id, then frame.
+    by_gt = stable_order(matched_gt_id, gt.num_ids)
     same_gt = matched_gt_id[by_gt][1:] == matched_gt_id[by_gt][:-1]
     switched = same_gt & (matched_tracker_id[by_gt][1:] != matched_tracker_id[by_gt][:-1])
     res["IDSW"] = int(switched.sum())

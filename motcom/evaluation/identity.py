@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
 from motcom.evaluation.lsap import linear_sum_assignment
 from motcom.evaluation.matching import connected_labels
 from motcom.evaluation.preprocess import PreparedSequence
@@ -86,7 +87,13 @@ def identity_sequence(seq: PreparedSequence, threshold: float = 0.5) -> dict[str
     keys = (
         seq.gt.id[seq.pair_gt[passed]] * num_tracker_ids + seq.tracker.id[seq.pair_tracker[passed]]
     )
-    cells, counts = np.unique(keys, return_counts=True)
+    num_cells = seq.gt.num_ids * num_tracker_ids
+    if num_cells <= 8 * keys.shape[0] + 1_000_000:
+        counts = np.bincount(keys, minlength=num_cells)
+        cells = np.flatnonzero(counts)
+        counts = counts[cells]
+    else:
+        cells, counts = np.unique(keys, return_counts=True)
     shared_frames = max_weight_matching(
         cells // num_tracker_ids,
         cells % num_tracker_ids,

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from motcom.evaluation.matching import sorted_unique
+
 EPS = float(np.finfo("float").eps)
 """Machine epsilon of float64, the tolerance TrackEval adds to or subtracts from its thresholds."""
 
@@ -70,8 +72,21 @@ def _candidate_pairs(
     index_a = np.repeat(np.arange(frame_a.shape[0]), counts)
     starts = np.repeat(low - np.cumsum(counts) + counts, counts)
     index_b = order_b[starts + np.arange(index_a.shape[0])]
+    if margin < 0.25:
+        # The keys of two frames are at least ``span - 2 * (x_max - x_min) = 1`` apart, so a
+        # window this narrow never reaches another frame.
+        return index_a, index_b
     same_frame = frame_a[index_a] == frame_b[index_b]
     return index_a[same_frame], index_b[same_frame]
+
+
+BLOCK_ROWS = 4096
+"""About how many ``a`` boxes :func:`overlap_ious` pairs at once (whole frames go into a block).
+
+Small blocks keep the candidate arrays in the CPU cache. On the synthetic MOT17 set of
+``benchmarks/bench_mot_eval.py`` (2-core AMD EPYC VM) blocks of 4096 made the preprocessing
+about 6 % faster than one block per sequence; 1024 was slower again.
+"""
 
 
 def overlap_ious(
@@ -84,9 +99,9 @@ def overlap_ious(
     eps is replaced by 1.
 
     Args:
-        frame_a: ``(n,)`` integer frame of each ``a`` box.
+        frame_a: ``(n,)`` integer frame of each ``a`` box, in increasing order.
         corners_a: ``x0, y0, x1, y1`` columns of the ``a`` boxes (from :func:`corner_boxes`).
-        frame_b: ``(m,)`` integer frame of each ``b`` box.
+        frame_b: ``(m,)`` integer frame of each ``b`` box, in increasing order.
         corners_b: ``x0, y0, x1, y1`` columns of the ``b`` boxes.
 
     Returns:
@@ -95,6 +110,36 @@ def overlap_ious(
     if frame_a.shape[0] == 0 or frame_b.shape[0] == 0:
         empty = np.zeros(0, np.int64)
         return empty, empty, np.zeros(0)
+
+    # Blocks of whole frames: a block's a boxes meet only the b boxes of the same frames.
+    block_starts = np.searchsorted(frame_a, frame_a[:: BLOCK_ROWS], side="left")
+    a_bounds = np.r_[sorted_unique(block_starts), frame_a.shape[0]]
+    b_bounds = np.searchsorted(frame_b, frame_a[a_bounds[:-1]], side="left").tolist()
+    b_bounds.append(frame_b.shape[0])
+    a_bounds = a_bounds.tolist()
+    parts = []
+    for block in range(len(a_bounds) - 1):
+        a_lo, a_hi = a_bounds[block], a_bounds[block + 1]
+        b_lo, b_hi = b_bounds[block], b_bounds[block + 1]
+        if b_hi == b_lo:
+            continue
+        index_a, index_b, iou = _block_ious(
+            frame_a[a_lo:a_hi],
+            tuple(column[a_lo:a_hi] for column in corners_a),
+            frame_b[b_lo:b_hi],
+            tuple(column[b_lo:b_hi] for column in corners_b),
+        )
+        parts.append((index_a + a_lo, index_b + b_lo, iou))
+    if not parts:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, np.zeros(0)
+    return tuple(np.concatenate(column) for column in zip(*parts, strict=True))
+
+
+def _block_ious(
+    frame_a: np.ndarray, corners_a: Corners, frame_b: np.ndarray, corners_b: Corners
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pair the boxes of one block of frames; see :func:`overlap_ious`."""
     index_a, index_b = _candidate_pairs(frame_a, corners_a, frame_b, corners_b)
 
     x0_a, y0_a, x1_a, y1_a = corners_a
@@ -117,5 +162,5 @@ def overlap_ious(
 
     positive = iou > 0
     index_a, index_b, iou = index_a[positive], index_b[positive], iou[positive]
-    order = np.argsort(index_a * frame_b.shape[0] + index_b)
+    order = np.argsort(index_a * frame_b.shape[0] + index_b, kind="stable")
     return index_a[order], index_b[order], iou[order]

@@ -1,10 +1,11 @@
-"""Helpers shared by the per-frame matchings: frame offsets and exact small-component matching.
+"""Helpers shared by the per-frame matchings: frame offsets and exact matching without a solver.
 
 TrackEval solves a Hungarian problem (``scipy.optimize.linear_sum_assignment``) in every frame.
 Only the pairs with a positive score (the edges) count in its result, and those form a
 maximum-weight matching of the frame's edge graph. Where that matching is unique, it can be found
-without the solver, component by component. Frames where it is not unique are solved with the
-solver on TrackEval's full-frame matrix, which keeps its tie-breaking.
+without the solver: component by component (:class:`SmallComponents`), or for a whole frame by a
+dual certificate (:func:`certify_unique_matching`). Frames where uniqueness is not shown are
+solved with the solver on TrackEval's full-frame matrix, which keeps its tie-breaking.
 """
 
 from __future__ import annotations
@@ -15,6 +16,16 @@ import numpy as np
 def frame_offsets(frame_sorted: np.ndarray, num_timesteps: int) -> np.ndarray:
     """Return ``(num_timesteps + 1,)`` offsets of each 0-based timestep in a frame-sorted array."""
     return np.searchsorted(frame_sorted, np.arange(num_timesteps + 1), side="left")
+
+
+def stable_order(values: np.ndarray, upper: int) -> np.ndarray:
+    """Return the stable sorting permutation of non-negative integers below ``upper``.
+
+    numpy sorts integers of at most 16 bits with a radix sort, so a small range is cast first.
+    """
+    if upper <= 2**16:
+        return np.argsort(values.astype(np.uint16), kind="stable")
+    return np.argsort(values, kind="stable")
 
 
 def sorted_unique(values: np.ndarray) -> np.ndarray:
@@ -108,7 +119,7 @@ class SmallComponents:
             members = np.flatnonzero(size == k)
             if members.size == 0:
                 continue
-            members = members[np.argsort(edge_label[members])].reshape(-1, k)
+            members = members[np.argsort(edge_label[members], kind="stable")].reshape(-1, k)
             subsets = (np.arange(1, 2**k)[:, np.newaxis] >> np.arange(k)) & 1  # (M, k)
             first, second = np.triu_indices(k, 1)
             gt_nodes, tracker_nodes = edge_gt[members], edge_tracker[members]
@@ -162,3 +173,76 @@ class SmallComponents:
         best = np.argmax(totals, axis=1)
         self._chosen[members] = subsets[best].astype(bool) & unique[:, np.newaxis]
         self._unique[index][rows] = unique
+
+
+CERTIFICATE_MARGIN = 1e-9
+"""Relative slack that every edge outside the candidate matching must keep below its dual bound.
+
+The solver's rounding errors on these matrices are many orders of magnitude smaller.
+"""
+
+
+def certify_unique_matching(
+    edge_frame: np.ndarray,
+    edge_gt: np.ndarray,
+    edge_tracker: np.ndarray,
+    weight: np.ndarray,
+    num_gt: int,
+    num_tracker: int,
+    num_timesteps: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Find the frames whose maximum-weight matching is provably unique, without a solver.
+
+    The candidate matching takes every edge that is the maximum of both its gt row and its
+    tracker column. Each candidate edge ``e = (i, j)`` gives both of its boxes the dual
+    ``w_e / 2``, and the other boxes get 0. When every other edge ``(i, j)`` stays below
+    ``u_i + v_j`` by a relative margin of ``CERTIFICATE_MARGIN``, these duals are optimal and
+    tight only on the candidate. Then the candidate is the unique maximum-weight matching, and
+    ``linear_sum_assignment`` on the full-frame matrix returns its edges (plus zero-score pairs)
+    whatever its tie-breaking. A frame that fails the test is left to the solver.
+
+    Args:
+        edge_frame: frame of each edge (a pair with a positive weight).
+        edge_gt: gt box index of each edge, global over the sequence, in increasing order.
+        edge_tracker: tracker box index of each edge, global over the sequence.
+        weight: positive weight of each edge.
+        num_gt: number of gt boxes.
+        num_tracker: number of tracker boxes.
+        num_timesteps: number of frames.
+
+    Returns:
+        A boolean mask over the edges (in the candidate matching) and the sorted frames whose
+        candidate is not proven to be the unique optimum.
+    """
+    if edge_frame.size == 0:
+        return np.zeros(0, bool), np.zeros(0, np.int64)
+    row_start = np.flatnonzero(np.r_[True, edge_gt[1:] != edge_gt[:-1]])
+    row_max = np.zeros(num_gt)
+    row_max[edge_gt[row_start]] = np.maximum.reduceat(weight, row_start)
+    col_max = np.zeros(num_tracker)
+    np.maximum.at(col_max, edge_tracker, weight)
+    candidate = (weight == row_max[edge_gt]) & (weight == col_max[edge_tracker])
+
+    candidate_gt, candidate_tracker = edge_gt[candidate], edge_tracker[candidate]
+    candidate_weight = weight[candidate]
+    failed_frames = [edge_frame[candidate][candidate_weight <= CERTIFICATE_MARGIN]]
+    # A tie for a row's or column's maximum can put two candidate edges on one box.
+    row_count = np.add.reduceat(candidate, row_start, dtype=np.int64)
+    failed_frames.append(edge_frame[row_start[row_count > 1]])
+    col_count = np.bincount(candidate_tracker, minlength=num_tracker)
+    if np.any(col_count > 1):
+        failed_frames.append(edge_frame[candidate & (col_count[edge_tracker] > 1)])
+
+    row_dual = np.zeros(num_gt)
+    row_dual[candidate_gt] = candidate_weight / 2
+    col_dual = np.zeros(num_tracker)
+    col_dual[candidate_tracker] = candidate_weight / 2
+    edge_row_dual = row_dual[edge_gt]
+    edge_col_dual = col_dual[edge_tracker]
+    bound = edge_row_dual + edge_col_dual
+    # Both duals are at most half the larger candidate weight next to the edge.
+    margin = CERTIFICATE_MARGIN * 2 * np.maximum(edge_row_dual, edge_col_dual)
+    failed = ~candidate & ~(weight + margin < bound)
+    failed_frames.append(edge_frame[failed])
+    failed_mask = frame_mask(np.concatenate(failed_frames), num_timesteps)
+    return candidate, np.flatnonzero(failed_mask)

@@ -17,12 +17,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from motcom.evaluation.lsap import linear_sum_assignment
 
 from harness.errors import EvaluationError
 from motcom.data import GroundTruth, Tracks
 from motcom.evaluation.ious import EPS, corner_boxes, overlap_ious
-from motcom.evaluation.matching import SmallComponents, frame_mask, frame_offsets
+from motcom.evaluation.lsap import linear_sum_assignment
+from motcom.evaluation.matching import SmallComponents, frame_mask, frame_offsets, stable_order
 
 PREPROCESSED_BENCHMARKS = ("MOT16", "MOT17", "MOT20")
 """Benchmarks for which TrackEval removes tracker boxes on distractors and non-pedestrian gt."""
@@ -121,28 +121,29 @@ def _check_side(
     if n == 0:
         return
 
-    bad = np.flatnonzero((frame < 1) | (frame > seq_length))
-    if bad.size:
+    # Each check scans the whole side once and looks for the offending row only on failure.
+    if frame.min() < 1 or frame.max() > seq_length:
+        bad = np.flatnonzero((frame < 1) | (frame > seq_length))
         i = bad[0]
         raise EvaluationError(
             f"{where}: frame {int(frame[i])} (id {int(ids[i])}) is outside the sequence; "
             f"expected a frame in 1..{seq_length}"
         )
-    bad = np.flatnonzero(ids < 0)
-    if bad.size:
+    if ids.min() < 0:
+        bad = np.flatnonzero(ids < 0)
         i = bad[0]
         raise EvaluationError(
             f"{where}: frame {int(frame[i])} has negative id {int(ids[i])}; expected an id >= 0"
         )
-    bad = np.flatnonzero(~np.isfinite(boxes).all(axis=1))
-    if bad.size:
+    if not np.isfinite(boxes).all():
+        bad = np.flatnonzero(~np.isfinite(boxes).all(axis=1))
         i = bad[0]
         raise EvaluationError(
             f"{where}: frame {int(frame[i])}, id {int(ids[i])} has a non-finite box "
             f"{boxes[i].tolist()}; expected finite left, top, width, height"
         )
-    bad = np.flatnonzero((boxes[:, 2] < 0) | (boxes[:, 3] < 0))
-    if bad.size:
+    if boxes[:, 2:].min() < 0:
+        bad = np.flatnonzero((boxes[:, 2] < 0) | (boxes[:, 3] < 0))
         i = bad[0]
         raise EvaluationError(
             f"{where}: frame {int(frame[i])}, id {int(ids[i])} has a negative width or height "
@@ -151,6 +152,13 @@ def _check_side(
 
     if int(ids.max()) < 2**40 and int(frame.max()) < 2**22:
         key = frame.astype(np.int64) * (int(ids.max()) + 1) + ids
+        # Files sorted by frame, then id (tracker output) or by id, then frame (MOTChallenge gt)
+        # need no sort: strictly increasing keys are unique.
+        if np.all(key[1:] > key[:-1]):
+            return
+        id_major = ids.astype(np.int64) * (int(frame.max()) + 1) + frame
+        if np.all(id_major[1:] > id_major[:-1]):
+            return
         order = np.argsort(key)
         bad = np.flatnonzero(key[order][1:] == key[order][:-1])
     else:
@@ -199,8 +207,8 @@ def _relabel(ids: np.ndarray) -> tuple[np.ndarray, int]:
         return np.zeros(0, np.int64), 0
     largest = int(ids.max())
     if largest > 4 * ids.size + 1_000_000:
-        unique_ids, labels = np.unique(ids, return_inverse=True)
-        return labels.astype(np.int64).reshape(-1), int(unique_ids.shape[0])
+        unique_ids = np.unique(ids)
+        return np.searchsorted(unique_ids, ids).astype(np.int64), int(unique_ids.shape[0])
     present = np.zeros(largest + 1, bool)
     present[ids] = True
     label_of = np.cumsum(present) - 1
@@ -209,6 +217,19 @@ def _relabel(ids: np.ndarray) -> tuple[np.ndarray, int]:
 
 def _positions(frame_sorted: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return np.arange(frame_sorted.shape[0]) - offsets[frame_sorted]
+
+
+def _in_classes(classes: np.ndarray, selected: np.ndarray) -> np.ndarray:
+    """Return ``np.isin(classes, selected)``, by table lookup for integer classes."""
+    if classes.dtype.kind not in "iu" or classes.size == 0:
+        return np.isin(classes, selected)
+    low, high = int(classes.min()), int(classes.max())
+    if high - low > 1_000_000:
+        return np.isin(classes, selected)
+    table = np.zeros(high - low + 1, bool)
+    inside = selected[(selected >= low) & (selected <= high)]
+    table[inside - low] = True
+    return table[classes - low]
 
 
 def _distractor_matched_trackers(
@@ -235,7 +256,7 @@ def _distractor_matched_trackers(
     tracker_per_frame = np.diff(tracker_offsets)
 
     both = (gt_per_frame > 0) & (tracker_per_frame > 0)
-    invalid = ~np.isin(cls_gt, VALID_GT_CLASSES) & both[frame_gt]
+    invalid = ~_in_classes(cls_gt, VALID_GT_CLASSES) & both[frame_gt]
     if invalid.any():
         i = np.flatnonzero(invalid)[0]
         raise EvaluationError(
@@ -251,7 +272,7 @@ def _distractor_matched_trackers(
     if edge_gt.size == 0:
         return remove
     edge_frame = frame_gt[edge_gt]
-    on_distractor = np.isin(cls_gt[edge_gt], distractors)
+    on_distractor = _in_classes(cls_gt[edge_gt], distractors)
     if not on_distractor.any():
         return remove
 
@@ -261,8 +282,13 @@ def _distractor_matched_trackers(
     if np.all(isolated[on_distractor]):
         remove[edge_tracker[on_distractor]] = True
         return remove
-    components = SmallComponents(edge_frame, edge_gt, edge_tracker, len(frame_gt), num_tracker)
-    chosen, unresolved = components.solve(edge_iou)
+    # An isolated edge is in every maximum matching; only the others form larger components.
+    shared = np.flatnonzero(~isolated)
+    components = SmallComponents(
+        edge_frame[shared], edge_gt[shared], edge_tracker[shared], len(frame_gt), num_tracker
+    )
+    chosen = isolated.copy()
+    chosen[shared], unresolved = components.solve(edge_iou[shared])
     frames_to_solve = np.intersect1d(unresolved, edge_frame[on_distractor])
     simple = on_distractor & chosen & ~frame_mask(frames_to_solve, len(gt_offsets) - 1)[edge_frame]
     remove[edge_tracker[simple]] = True
@@ -300,13 +326,13 @@ def prepare_sequence(
     check_benchmark(benchmark)
     check_inputs(gt, tracks, seq_length, name)
 
-    gt_order = np.argsort(gt.frame, kind="stable")
+    gt_order = stable_order(gt.frame, seq_length + 1)
     frame_gt = gt.frame[gt_order].astype(np.int64) - 1
     corners_gt = corner_boxes(gt.boxes[gt_order])
     cls_gt = gt.cls[gt_order]
     gt_offsets = frame_offsets(frame_gt, seq_length)
 
-    tracker_order = np.argsort(tracks.frame, kind="stable")
+    tracker_order = stable_order(tracks.frame, seq_length + 1)
     frame_tracker = tracks.frame[tracker_order].astype(np.int64) - 1
     corners_tracker = corner_boxes(tracks.boxes[tracker_order])
     tracker_offsets = frame_offsets(frame_tracker, seq_length)

@@ -3,10 +3,10 @@
 Each side runs as its own process on the same synthetic MOT17-train-sized set in TrackEval's
 folder layout (21 sequences, 7 bases x DPM/FRCNN/SDP, about 340,000 ground-truth boxes), with
 HOTA, CLEAR and Identity and both tools writing their summary and detailed files. The script
-reports wall time (imports and interpreter start included), peak resident memory of each
-process (VmHWM, Linux only), their ratios, and checks that both detailed CSV files agree to 1e-9. It also times
-``prepare`` and ``load_dataset`` (first and warm load) on the same data in the MOTChallenge
-layout.
+reports wall time (imports and interpreter start included), the peak resident memory of each
+process (VmHWM, so Linux only), their ratios, and checks that both detailed CSV files agree to
+1e-9. It also times ``prepare`` and ``load_dataset`` (first and warm load) on the same data in
+the MOTChallenge layout.
 
 Run: ``.venv/bin/python benchmarks/bench_mot_command.py [--repeat 3] [--frames 760]``
 """
@@ -112,7 +112,6 @@ def main() -> None:
                         help="pedestrians per frame (default: 21)")
     args = parser.parse_args()
 
-    python = sys.executable
     with tempfile.TemporaryDirectory(prefix="bench-mot-") as tmp:
         tmp = Path(tmp)
         root = write_mot_sample(tmp / "trackeval", benchmark="MOT17", seed=0, sequences=7,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import gc
+
 import numpy as np
 import pytest
 
-from harness.errors import EvaluationError
+from harness.errors import DataFormatError, EvaluationError
 from motcom.data import GroundTruth, Tracks, empty_tracks
 from motcom.evaluation import (
     DETAILED_COLUMNS,
@@ -14,7 +17,10 @@ from motcom.evaluation import (
     combine_sequences,
     evaluate_sequence,
     headline,
+    prepare_sequence,
+    preprocess,
 )
+from motcom.io import ground_truth_from_bytes
 from motcom.trackeval_output import format_detailed, format_summary, write_detailed, write_summary
 
 
@@ -563,3 +569,190 @@ def test_certificate_rejects_better_crossing_matching():
     # Greedy takes (0, 0) alone (1.0); the optimum is (0, 1) + (1, 0) = 1.8.
     chosen, failed = _certify({(0, 0): 1.0, (0, 1): 0.9, (1, 0): 0.9}, 2, 2)
     assert failed == [0]
+
+
+# --- reuse of the gt preprocessing ---------------------------------------------------------------
+
+
+GT_TEXT = (
+    # frame, id, left, top, width, height, flag, class, visibility. Id 3 is a static person
+    # (class 7) with flag 1, a distractor for MOT16/17/20 but a kept gt row for MOT15.
+    b"1,1,0,0,10,20,1,1,1\n1,2,30,0,10,20,1,1,1\n1,3,60,0,10,20,1,7,1\n"
+    b"2,1,1,0,10,20,1,1,1\n2,2,31,0,10,20,1,1,1\n2,3,60,0,10,20,1,7,1\n"
+    b"3,1,2,0,10,20,1,1,1\n3,2,32,0,10,20,1,1,1\n"
+)
+
+
+def _parsed_gt() -> GroundTruth:
+    return ground_truth_from_bytes(GT_TEXT, source="gt.txt", seq_length=3)
+
+
+def _writeable_gt() -> GroundTruth:
+    table = np.loadtxt(GT_TEXT.splitlines(), delimiter=",")
+    return make_gt([tuple(row) for row in table[:, :8]])
+
+
+def _tracker_pair() -> tuple[Tracks, Tracks]:
+    first = make_tracks(
+        [(1, 5, 0, 0, 10, 20), (1, 6, 30, 0, 10, 20), (1, 7, 60, 0, 10, 20),
+         (2, 5, 1, 0, 10, 20), (2, 6, 60, 0, 10, 20), (3, 6, 2, 0, 10, 20)]
+    )  # fmt: skip
+    second = make_tracks(
+        [(1, 1, 30, 0, 10, 20), (2, 1, 31, 0, 10, 20), (2, 2, 1, 0, 10, 20),
+         (3, 2, 2, 0, 10, 20), (3, 1, 32, 0, 10, 21), (3, 3, 90, 0, 10, 20)]
+    )  # fmt: skip
+    return first, second
+
+
+def _assert_same_results(actual: dict, expected: dict) -> None:
+    assert actual.keys() == expected.keys()
+    for key, value in expected.items():
+        assert type(actual[key]) is type(value), key
+        assert np.array_equal(actual[key], value), key
+
+
+def test_reader_returns_read_only_gt():
+    gt = _parsed_gt()
+    for array in (gt.frame, gt.id, gt.boxes, gt.flag, gt.cls, gt.visibility):
+        assert not array.flags.writeable
+
+
+def test_shared_gt_matches_separate_copies():
+    first, second = _tracker_pair()
+    shared = _parsed_gt()
+    trackers = (first, second)
+    shared_results = [evaluate_sequence(shared, tracks, 3) for tracks in trackers]
+    copy_results = [evaluate_sequence(_parsed_gt(), tracks, 3) for tracks in trackers]
+    writeable_results = [evaluate_sequence(_writeable_gt(), tracks, 3) for tracks in trackers]
+    for actual, expected in zip(shared_results, copy_results, strict=True):
+        _assert_same_results(actual, expected)
+    for actual, expected in zip(shared_results, writeable_results, strict=True):
+        _assert_same_results(actual, expected)
+    # The two trackers score differently, so a reused result would show.
+    assert shared_results[0]["CLR_TP"] != shared_results[1]["CLR_TP"]
+
+
+def test_shared_gt_preprocessing_is_reused():
+    first, second = _tracker_pair()
+    gt = _parsed_gt()
+    prepared_first = prepare_sequence(gt, first, 3, benchmark="MOT17")
+    prepared_second = prepare_sequence(gt, second, 3, benchmark="MOT17")
+    assert prepared_second.gt is prepared_first.gt
+    assert not prepared_first.gt.frame.flags.writeable
+
+
+def test_gt_reuse_keyed_by_length_and_benchmark():
+    first, _ = _tracker_pair()
+    gt = _parsed_gt()
+    evaluate_sequence(gt, first, 3, benchmark="MOT17")
+    for length, benchmark in [(4, "MOT17"), (3, "MOT15"), (3, None), (3, "MOT20")]:
+        fresh = evaluate_sequence(_parsed_gt(), first, length, benchmark=benchmark)
+        _assert_same_results(evaluate_sequence(gt, first, length, benchmark=benchmark), fresh)
+    # The benchmarks keep different gt rows, so a result reused across them would show.
+    mot15 = evaluate_sequence(gt, first, 3, benchmark="MOT15")
+    mot17 = evaluate_sequence(gt, first, 3, benchmark="MOT17")
+    assert mot15["GT_Dets"] == 8
+    assert mot17["GT_Dets"] == 6
+
+
+def test_replaced_gt_not_served_from_cache():
+    first, _ = _tracker_pair()
+    gt = _parsed_gt()
+    before = evaluate_sequence(gt, first, 3)
+    boxes = gt.boxes.copy()
+    boxes[:, 0] += 100.0
+    boxes.setflags(write=False)
+    moved = dataclasses.replace(gt, boxes=boxes)
+    after = evaluate_sequence(moved, first, 3)
+    assert after["CLR_TP"] == 0
+    assert before["CLR_TP"] > 0
+
+
+def test_gt_changed_in_place_not_served_from_cache():
+    first, _ = _tracker_pair()
+    gt = _writeable_gt()
+    before = evaluate_sequence(gt, first, 3)
+    gt.boxes[:, 0] += 100.0
+    after = evaluate_sequence(gt, first, 3)
+    assert before["CLR_TP"] > 0
+    assert after["CLR_TP"] == 0
+
+
+def test_gt_over_writeable_base_not_cached():
+    first, _ = _tracker_pair()
+    table = np.loadtxt(GT_TEXT.splitlines(), delimiter=",")
+    boxes = table[:, 2:6]
+    boxes.setflags(write=False)  # a read-only view; ``table`` stays writeable
+    gt = dataclasses.replace(make_gt([tuple(row) for row in table[:, :8]]), boxes=boxes)
+    before = evaluate_sequence(gt, first, 3)
+    table[:, 2] += 100.0
+    after = evaluate_sequence(gt, first, 3)
+    assert before["CLR_TP"] > 0
+    assert after["CLR_TP"] == 0
+
+
+def test_collected_gt_not_served_from_cache():
+    first, second = _tracker_pair()
+    evaluate_sequence(_parsed_gt(), first, 3)
+    gc.collect()
+    # A new gt may get the id of the collected one; its own boxes must be used.
+    boxes = _parsed_gt().boxes.copy()
+    boxes[:, 1] += 50.0
+    boxes.setflags(write=False)
+    moved = dataclasses.replace(_parsed_gt(), boxes=boxes)
+    assert evaluate_sequence(moved, first, 3)["CLR_TP"] == 0
+    _assert_same_results(evaluate_sequence(_parsed_gt(), second, 3),
+                         evaluate_sequence(_parsed_gt(), second, 3))  # fmt: skip
+
+
+def test_shared_gt_still_checks_tracker():
+    first, _ = _tracker_pair()
+    gt = _parsed_gt()
+    evaluate_sequence(gt, first, 3, name="S")
+    outside = make_tracks([(4, 1, 0, 0, 10, 20)])
+    with pytest.raises(EvaluationError, match=r"'S', tracker: frame 4 \(id 1\) is outside"):
+        evaluate_sequence(gt, outside, 3, name="S")
+    with pytest.raises(EvaluationError, match=r"seq_length is 3\.0; expected an integer >= 1"):
+        evaluate_sequence(gt, first, 3.0)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1,1,0,0,10,20,1,1,1\n1,2,0,0,10,20,1,1,1\n2,1,0,0,10,20,1,1,1\n",  # frame, then id
+        "1,1,0,0,10,20,1,1,1\n2,1,0,0,10,20,1,1,1\n1,2,0,0,10,20,1,1,1\n",  # id, then frame
+        "2,1,0,0,10,20,1,1,1\n1,2,0,0,10,20,1,1,1\n1,1,0,0,10,20,1,1,1\n",  # unsorted
+    ],
+)
+def test_reader_accepts_distinct_pairs_in_any_order(text):
+    gt = ground_truth_from_bytes(text.encode(), source="gt.txt")
+    assert len(gt) == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "first"),
+    [
+        ("1,1,0,0,10,20,1,1,1\n2,1,0,0,10,20,1,1,1\n1,1,5,0,10,20,1,1,1\n", 3, 1),
+        ("1,1,0,0,10,20,1,1,1\n1,2,0,0,10,20,1,1,1\n1,1,5,0,10,20,1,1,1\n", 3, 1),
+        ("1,2,0,0,10,20,1,1,1\n1,2,5,0,10,20,1,1,1\n2,1,0,0,10,20,1,1,1\n", 2, 1),
+    ],
+)
+def test_reader_finds_repeated_pair(text, line, first):
+    with pytest.raises(
+        DataFormatError, match=rf"gt\.txt:{line}: id used twice .*first used on line {first}"
+    ):
+        ground_truth_from_bytes(text.encode(), source="gt.txt")
+
+
+def test_gt_cache_stays_small():
+    first, _ = _tracker_pair()
+    kept = [_parsed_gt() for _ in range(preprocess.GT_CACHE_SIZE + 3)]
+    for gt in kept:
+        evaluate_sequence(gt, first, 3)
+    assert len(preprocess._GT_CACHE) == preprocess.GT_CACHE_SIZE
+    assert preprocess._GT_CACHE[0][0]() is kept[-1]
+    del gt, kept
+    gc.collect()
+    evaluate_sequence(_parsed_gt(), first, 3)
+    # Storing the new entry dropped the entries of the collected ground truths.
+    assert len(preprocess._GT_CACHE) == 1

@@ -54,7 +54,8 @@ def _candidate_pairs(
     margin = 16 * EPS * (frame_max * span + abs(x_min)) + 1e-9
 
     key_b = frame_b * span + (x0_b - x_min)
-    order_b = np.argsort(key_b)
+    # numpy's stable sort of floats (timsort) gains from the frame order the keys already have.
+    order_b = np.argsort(key_b, kind="stable")
     sorted_key_b = key_b[order_b]
 
     widest_b = np.zeros(frame_max, np.float64)
@@ -146,7 +147,9 @@ def _block_ious(
     x0_b, y0_b, x1_b, y1_b = corners_b
     width = np.minimum(x1_a[index_a], x1_b[index_b]) - np.maximum(x0_a[index_a], x0_b[index_b])
     height = np.minimum(y1_a[index_a], y1_b[index_b]) - np.maximum(y0_a[index_a], y0_b[index_b])
-    overlapping = (width > 0) & (height > 0)
+    # About half the candidates overlap on the synthetic MOT17 set of bench_mot_eval.py. For such
+    # a mask, selecting by positions is faster than three selections by the mask.
+    overlapping = np.flatnonzero((width > 0) & (height > 0))
     index_a, index_b = index_a[overlapping], index_b[overlapping]
     intersection = width[overlapping] * height[overlapping]
 

@@ -14,13 +14,15 @@ The preprocessing follows ``MotChallenge2DBox.get_preprocessed_seq_data`` of Tra
 
 from __future__ import annotations
 
+import threading
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
 
 from harness.errors import EvaluationError
 from motcom.data import GroundTruth, Tracks
-from motcom.evaluation.ious import EPS, corner_boxes, overlap_ious
+from motcom.evaluation.ious import EPS, Corners, corner_boxes, overlap_ious
 from motcom.evaluation.lsap import linear_sum_assignment
 from motcom.evaluation.matching import SmallComponents, frame_mask, frame_offsets, stable_order
 
@@ -173,6 +175,13 @@ def _check_side(
         )
 
 
+def _check_seq_length(seq_length: int) -> None:
+    if isinstance(seq_length, bool) or not isinstance(seq_length, int | np.integer):
+        raise EvaluationError(f"seq_length is {seq_length!r}; expected an integer >= 1")
+    if seq_length < 1:
+        raise EvaluationError(f"seq_length is {seq_length}; expected an integer >= 1")
+
+
 def check_inputs(gt: GroundTruth, tracks: Tracks, seq_length: int, name: str | None) -> None:
     """Validate both sides of a sequence before evaluation.
 
@@ -180,10 +189,7 @@ def check_inputs(gt: GroundTruth, tracks: Tracks, seq_length: int, name: str | N
         EvaluationError: on a frame outside ``1..seq_length``, a negative or repeated id within a
             frame, a non-finite box, a negative width or height, or a non-finite gt flag.
     """
-    if isinstance(seq_length, bool) or not isinstance(seq_length, int | np.integer):
-        raise EvaluationError(f"seq_length is {seq_length!r}; expected an integer >= 1")
-    if seq_length < 1:
-        raise EvaluationError(f"seq_length is {seq_length}; expected an integer >= 1")
+    _check_seq_length(seq_length)
     _check_side("gt", name, gt.frame, gt.id, gt.boxes, seq_length)
     _check_side("tracker", name, tracks.frame, tracks.id, tracks.boxes, seq_length)
     n = len(gt)
@@ -265,7 +271,9 @@ def _distractor_matched_trackers(
         )
 
     distractors = MOT20_DISTRACTOR_CLASSES if benchmark == "MOT20" else DISTRACTOR_CLASSES
-    edge = pair_iou >= PREPROCESS_THRESHOLD - EPS
+    # About a third of the pairs are edges on the synthetic MOT17 set of bench_mot_eval.py. For
+    # such a mask, selecting by positions is faster than selecting by the mask.
+    edge = np.flatnonzero(pair_iou >= PREPROCESS_THRESHOLD - EPS)
     edge_gt = pair_gt[edge]
     edge_tracker = pair_tracker[edge]
     edge_iou = pair_iou[edge]
@@ -324,13 +332,20 @@ def prepare_sequence(
             gt class outside 1..13 in a frame with tracker boxes when preprocessing runs.
     """
     check_benchmark(benchmark)
-    check_inputs(gt, tracks, seq_length, name)
-
-    gt_order = stable_order(gt.frame, seq_length + 1)
-    frame_gt = gt.frame[gt_order].astype(np.int64) - 1
-    corners_gt = corner_boxes(gt.boxes[gt_order])
-    cls_gt = gt.cls[gt_order]
-    gt_offsets = frame_offsets(frame_gt, seq_length)
+    prepared_gt = _cached_ground_truth(gt, seq_length, benchmark)
+    if prepared_gt is None:
+        check_inputs(gt, tracks, seq_length, name)
+        prepared_gt = _prepare_ground_truth(gt, seq_length, benchmark)
+        _store_ground_truth(gt, seq_length, benchmark, prepared_gt)
+    else:
+        # The cached gt passed its checks for this seq_length, so only the tracker needs them.
+        _check_seq_length(seq_length)
+        _check_side("tracker", name, tracks.frame, tracks.id, tracks.boxes, seq_length)
+    frame_gt = prepared_gt.frame
+    corners_gt = prepared_gt.corners
+    cls_gt = prepared_gt.cls
+    gt_offsets = prepared_gt.offsets
+    keep_gt = prepared_gt.keep
 
     tracker_order = stable_order(tracks.frame, seq_length + 1)
     frame_tracker = tracks.frame[tracker_order].astype(np.int64) - 1
@@ -341,7 +356,6 @@ def prepare_sequence(
         frame_gt, corners_gt, frame_tracker, corners_tracker
     )
 
-    flag_kept = np.trunc(gt.flag[gt_order]) != 0
     if benchmark in PREPROCESSED_BENCHMARKS:
         remove = _distractor_matched_trackers(
             benchmark,
@@ -355,12 +369,10 @@ def prepare_sequence(
             name,
         )
         keep_tracker = ~remove
-        keep_gt = flag_kept & (cls_gt == PEDESTRIAN_CLASS)
     else:
         keep_tracker = np.ones(len(frame_tracker), bool)
-        keep_gt = flag_kept
 
-    gt_side, gt_new_index = _side(frame_gt, gt.id[gt_order], keep_gt, seq_length)
+    gt_side, gt_new_index = prepared_gt.side, prepared_gt.new_index
     tracker_side, tracker_new_index = _side(
         frame_tracker, tracks.id[tracker_order], keep_tracker, seq_length
     )
@@ -392,3 +404,103 @@ def _side(
         num_ids=num_ids,
     )
     return side, new_index
+
+
+@dataclass(frozen=True)
+class _PreparedGroundTruth:
+    """The tracker-independent part of :func:`prepare_sequence` for one gt and benchmark.
+
+    All rows are sorted by frame (stable). ``side`` and ``new_index`` contain the kept rows.
+    """
+
+    frame: np.ndarray
+    corners: Corners
+    cls: np.ndarray
+    offsets: np.ndarray
+    keep: np.ndarray
+    side: SideArrays
+    new_index: np.ndarray
+
+
+def _prepare_ground_truth(
+    gt: GroundTruth, seq_length: int, benchmark: str | None
+) -> _PreparedGroundTruth:
+    gt_order = stable_order(gt.frame, seq_length + 1)
+    frame = gt.frame[gt_order].astype(np.int64) - 1
+    cls = gt.cls[gt_order]
+    keep = np.trunc(gt.flag[gt_order]) != 0
+    if benchmark in PREPROCESSED_BENCHMARKS:
+        keep &= cls == PEDESTRIAN_CLASS
+    side, new_index = _side(frame, gt.id[gt_order], keep, seq_length)
+    prepared = _PreparedGroundTruth(
+        frame=frame,
+        corners=corner_boxes(gt.boxes[gt_order]),
+        cls=cls,
+        offsets=frame_offsets(frame, seq_length),
+        keep=keep,
+        side=side,
+        new_index=new_index,
+    )
+    # The entry may serve later calls, so nothing downstream may write into it.
+    for array in (frame, *prepared.corners, cls, prepared.offsets, keep, new_index,
+                  side.frame, side.id, side.position, side.offsets):  # fmt: skip
+        array.setflags(write=False)
+    return prepared
+
+
+GT_CACHE_SIZE = 4
+"""Ground truths whose tracker-independent preprocessing is kept for reuse.
+
+MOT17's DPM, FRCNN and SDP copies of a sequence share one gt, and the ``eval motchallenge``
+command evaluates them one after another with the same :class:`GroundTruth` object.
+"""
+
+_GT_CACHE: list[tuple[weakref.ref, int, str | None, _PreparedGroundTruth]] = []
+"""Most recently used entries first: (reference to the gt, seq_length, benchmark, result)."""
+
+_GT_CACHE_LOCK = threading.Lock()
+
+
+def _is_immutable(array: np.ndarray) -> bool:
+    """Return whether ``array`` and every array it views are read-only, over owned or bytes memory.
+
+    A read-only view of a writeable array still changes when its base is written.
+    """
+    while isinstance(array, np.ndarray):
+        if array.flags.writeable:
+            return False
+        array = array.base
+    return array is None or isinstance(array, bytes)
+
+
+def _cacheable(gt: GroundTruth) -> bool:
+    """Return whether ``gt``'s arrays cannot change in place, so a cached result stays valid.
+
+    The readers of :mod:`motcom.io` return read-only arrays. Ground truths built from writeable
+    arrays are prepared again on every call.
+    """
+    return all(_is_immutable(array) for array in (gt.frame, gt.id, gt.boxes, gt.flag, gt.cls))
+
+
+def _cached_ground_truth(
+    gt: GroundTruth, seq_length: int, benchmark: str | None
+) -> _PreparedGroundTruth | None:
+    with _GT_CACHE_LOCK:
+        for position, (reference, length, entry_benchmark, prepared) in enumerate(_GT_CACHE):
+            same_length = type(seq_length) is int and length == seq_length
+            if reference() is gt and same_length and entry_benchmark == benchmark:
+                _GT_CACHE.insert(0, _GT_CACHE.pop(position))
+                return prepared
+    return None
+
+
+def _store_ground_truth(
+    gt: GroundTruth, seq_length: int, benchmark: str | None, prepared: _PreparedGroundTruth
+) -> None:
+    if not _cacheable(gt) or type(seq_length) is not int:
+        return
+    with _GT_CACHE_LOCK:
+        # Entries of collected ground truths can never match again, so they go first.
+        _GT_CACHE[:] = [entry for entry in _GT_CACHE if entry[0]() is not None]
+        _GT_CACHE.insert(0, (weakref.ref(gt), seq_length, benchmark, prepared))
+        del _GT_CACHE[GT_CACHE_SIZE:]

@@ -116,14 +116,17 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=cmd_eval)
 
     p = commands.add_parser("run", help="run a paper's baseline and record its scores")
-    datasets = p.add_subparsers(dest="dataset", metavar="DATASET", required=True)
     by_dataset: dict[str, list[str]] = {}
     for key in registry.baseline_names():
         dataset, method = key.split(".", 1)
         by_dataset.setdefault(dataset, []).append(method)
     if not by_dataset:
+        # Nothing to choose from: accept any words and explain, instead of argparse's
+        # "invalid choice ... (choose from )".
+        p.add_argument("words", nargs="*", help=argparse.SUPPRESS)
         p.set_defaults(handler=cmd_run_none)
-        datasets.required = False
+    else:
+        datasets = p.add_subparsers(dest="dataset", metavar="DATASET", required=True)
     for dataset in sorted(by_dataset):
         dp = datasets.add_parser(dataset, help=f"baselines of {dataset}")
         methods = dp.add_subparsers(dest="method", metavar="METHOD", required=True)
@@ -196,6 +199,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"Homepage: {spec.homepage}")
     redistribution = "allowed" if spec.redistributable else "not allowed without permission"
     print(f"Licence:  {spec.license} (redistribution {redistribution})")
+
     print("Versions:")
     for version in spec.versions:
         default = " (default)" if version.name == spec.version().name else ""
@@ -210,10 +214,12 @@ def cmd_info(args: argparse.Namespace) -> int:
                 print(f"      {url}")
         for key, rows in sorted(version.row_counts.items()):
             print(f"    rows {key}: {rows:,}")
+
     print("Splits:")
     for split in spec.splits:
         labels = "" if split.has_labels else " (no labels)"
         print(f"  {split.name}{labels}: {split.description}")
+
     print("Configs (load_dataset(NAME, config=...)):")
     for config in spec.configs:
         default = " (default)" if config.default else ""
@@ -222,6 +228,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             decoded = (" (image file path; load_dataset decodes it as an image)"
                        if column.name in config.image_columns else "")
             print(f"    {column.name}: {column.type}{decoded}")
+
     print("Citation (BibTeX):")
     print(textwrap.indent(spec.citation.strip(), "  "))
     return 0
@@ -294,6 +301,9 @@ def _execute(args: argparse.Namespace, kind: str, method_name: str, dataset: str
     if output.exists() and not output.is_dir():
         raise FieldHarnessError(f"--output {output} is a file; expected a folder (it is created "
                                 "when missing)")
+    if (output / "record.json").exists():
+        raise FieldHarnessError(f"--output {output} already holds a run record; pass a new "
+                                "folder, or delete that one to replace it")
     created = not output.exists()
     output.mkdir(parents=True, exist_ok=True)
     ctx = RunContext(output_dir=output, data_dir=args.data_dir, seed=args.seed)
@@ -367,6 +377,15 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     logging.basicConfig(level=level, format="%(levelname)s: %(message)s", force=True)
 
 
+def _check_folders(args: argparse.Namespace) -> None:
+    """Reject folder options that name an existing file, before any command writes."""
+    for option in ("data_dir", "runs", "source"):
+        path = getattr(args, option, None)
+        if path is not None and path.exists() and not path.is_dir():
+            flag = "--" + option.replace("_", "-")
+            raise FieldHarnessError(f"{flag} {path} is a file; expected a folder")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``) and return the exit status."""
     try:
@@ -377,6 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _configure_logging(args.verbose, args.quiet)
     try:
+        _check_folders(args)
         return args.handler(args)
     except FieldHarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)

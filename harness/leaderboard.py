@@ -222,8 +222,10 @@ def plot(board: Leaderboard, path: Path) -> Path | None:
             values = board.groups[key].get(metric)
             if not values:
                 continue
-            subset = ", subset" if json.loads(key[4] or "{}").get("subset") else ""
-            labels.append(f"{key[3]} ({key[2] or '-'}{subset})")
+            # One bar per table row: the settings tell apart runs of one method on different
+            # sequence sets or thresholds.
+            settings = describe_settings(key[4])
+            labels.append(f"{key[3]} ({key[2] or '-'}{', ' + settings if settings else ''})")
             means.append(statistics.fmean(values))
             errors.append(statistics.stdev(values) if len(values) > 1 else 0.0)
             colors.append("tab:blue")

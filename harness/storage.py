@@ -296,6 +296,18 @@ def table_entry(manifest: Manifest, config: str, split: str) -> dict:
             f"split of prepared {manifest.dataset} {manifest.version} config {config}", split,
             splits,
         )
+    other_configs = sorted(key.split("/", 1)[0] for key in manifest.tables
+                           if key.split("/", 1)[1] == split)
+    if other_configs:
+        # The split was prepared, but this view of it does not exist (e.g. a test split whose
+        # ground truth is withheld has frames and detections but no boxes).
+        labels = "" if _spec(manifest.dataset).split(split).has_labels else (
+            "; the split has no public labels")
+        raise NotPreparedError(
+            f"split {split!r} of {manifest.dataset} {manifest.version} has no {config!r} "
+            f"table{labels}; its prepared configs are: {', '.join(other_configs)} (pass "
+            "config=...)"
+        )
     raise NotPreparedError(
         f"split {split!r} of {manifest.dataset} {manifest.version} config {config} was not "
         f"prepared from the source {manifest.source_root} (prepared splits: "

@@ -339,7 +339,7 @@ def _ground_truth_from_table(table: pa.Table | None) -> GroundTruth:
     def column(name: str, dtype: type) -> np.ndarray:
         return table[name].to_numpy().astype(dtype)
 
-    return GroundTruth(
+    gt = GroundTruth(
         frame=column("frame", np.int64),
         id=column("id", np.int64),
         boxes=np.column_stack([column(name, np.float64)
@@ -348,6 +348,11 @@ def _ground_truth_from_table(table: pa.Table | None) -> GroundTruth:
         cls=column("class", np.int64),
         visibility=column("visibility", np.float64),
     )
+    # Read-only, as motcom.io returns gt: the evaluation then prepares this gt once for all the
+    # detector copies (DPM, FRCNN, SDP) scored against it.
+    for array in (gt.frame, gt.id, gt.boxes, gt.flag, gt.cls, gt.visibility):
+        array.setflags(write=False)
+    return gt
 
 
 # ---------------------------------------------------------------------------------------------

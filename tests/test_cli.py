@@ -252,3 +252,51 @@ def test_python_m_harness_end_to_end(tmp_path):
     out = harness("leaderboard", "--runs", str(tmp_path / "runs"), "--include-sample")
     assert str(tmp_path / "runs" / "leaderboard.csv") in out
     assert (tmp_path / "runs" / "leaderboard.md").is_file()
+
+
+def test_eval_refuses_existing_run_record(mot_sample, tmp_path, capsys):
+    tracker = mot_sample / "trackers" / "noisytracker"
+    argv = ["eval", "mot17", "--tracker-dir", str(tracker), "--output", str(tmp_path / "run")]
+    assert run_cli(capsys, *argv)[0] == 0
+    before = (tmp_path / "run" / "record.json").read_text()
+    status, _, err = run_cli(capsys, *argv)
+    assert status == 2
+    assert f"error: --output {tmp_path / 'run'} already holds a run record" in err
+    assert (tmp_path / "run" / "record.json").read_text() == before
+
+
+def test_folder_options_that_are_files(tmp_path, capsys):
+    target = tmp_path / "afile"
+    target.write_text("x")
+    for argv in (["verify", "mot17", "--data-dir", str(target)],
+                 ["leaderboard", "--runs", str(target)],
+                 ["prepare", "mot17", "--source", str(target)]):
+        status, _, err = run_cli(capsys, *argv)
+        assert status == 2, argv
+        assert "is a file; expected a folder" in err, argv
+
+
+def test_run_unknown_dataset_without_baselines(capsys):
+    status, _, err = run_cli(capsys, "run", "mot17", "x")
+    assert status == 2
+    assert "error: no baselines are registered yet" in err
+
+
+def test_load_test_split_without_boxes(tmp_path, capsys):
+    from harness import load_dataset
+    from harness.errors import NotPreparedError
+    from motcom.sample import write_mot_sample
+
+    root = write_mot_sample(tmp_path / "data", sequences=1, frames=8, pedestrians=2)
+    # A test sequence: frames and detections, no ground truth.
+    test_seq = root / "MOT17" / "test" / "MOT17-01-SDP"
+    (test_seq / "det").mkdir(parents=True)
+    (test_seq / "det" / "det.txt").write_text("1,-1,10,10,5,5,0.9,-1,-1,-1\n")
+    (test_seq / "seqinfo.ini").write_text(
+        "[Sequence]\nname=MOT17-01-SDP\nimDir=img1\nframeRate=30\nseqLength=8\n"
+        "imWidth=64\nimHeight=48\nimExt=.jpg\n")
+    assert run_cli(capsys, "prepare", "mot17", "--source", str(root))[0] == 0
+    with pytest.raises(NotPreparedError,
+                       match=r"split 'test' of mot17 1.0 has no 'boxes' table; the split has "
+                             r"no public labels; its prepared configs are: .*detections"):
+        load_dataset("mot17", split="test")

@@ -99,3 +99,11 @@ def test_leaderboard_write_csv_markdown_plot(tmp_path):
 def test_leaderboard_missing_runs_folder(tmp_path):
     with pytest.raises(FieldHarnessError, match="runs folder not found"):
         leaderboard.write(tmp_path / "nope", tmp_path / "board.csv")
+
+
+def test_describe_settings_is_short():
+    config = json.dumps({"benchmark": "MOT17", "sequences": ["a", "b", "c"], "subset": True,
+                         "seq_length": None, "threshold": 0.5})
+    assert leaderboard.describe_settings(config) == (
+        "benchmark=MOT17, sequences: 3, subset, threshold=0.5")
+    assert leaderboard.describe_settings("{}") == ""

@@ -81,7 +81,7 @@ class DownloadError(FieldHarnessError):
 
 
 class NotPreparedError(FieldHarnessError):
-    """A dataset that has no prepared copy in the data home; the message says what to run."""
+    """A dataset without a prepared copy in the data home; the message names the command to run."""
 
 
 class StaleDataError(FieldHarnessError):

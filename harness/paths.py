@@ -1,4 +1,4 @@
-"""Where fieldharness keeps prepared datasets, downloads and run records."""
+"""Locations in the data home: prepared datasets, downloads and run records."""
 
 from __future__ import annotations
 

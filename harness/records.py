@@ -1,8 +1,9 @@
 """Run records: one JSON file per ``eval`` or ``run``, the raw material of the leaderboard.
 
-A record contains what a reader needs to trust and repeat a number: the dataset version and split,
-the method and its configuration, the seed, whether the data was real or a generated sample, the
-fieldharness version and git commit, the hardware, the runtime and the command line.
+A record contains what a reader needs to trust and repeat a number. That is the dataset version
+and split, the method and its configuration, and the seed. It also records whether the data was
+real or a generated sample, the fieldharness version and git commit, the hardware, the runtime
+and the command line.
 """
 
 from __future__ import annotations

@@ -108,6 +108,22 @@ def _select(
     return selected
 
 
+def _reject_unknown_files(unknown: list[Path], expected: str, requested: bool) -> None:
+    """Raise for tracker files that name no sequence, unless ``--sequences`` chose the files.
+
+    Such a file is most often a misnamed result (``MOT17-2-SDP.txt``), which TrackEval would
+    skip without a word. With ``--sequences`` the user named what to score, so the files are
+    only listed in the warning.
+    """
+    if unknown and not requested:
+        names = ", ".join(path.name for path in unknown)
+        raise EvaluationError(
+            f"tracker file(s) not named after a sequence: {names} in {unknown[0].parent}; "
+            f"expected {expected}. Rename or remove them, or pass --sequences to score only "
+            "the named sequences and ignore the other files"
+        )
+
+
 def _warn_ignored(folder: Path, groups: list[tuple[str, list[Path]]]) -> None:
     """Log one warning that lists the tracker files left out, grouped by the reason given."""
     parts = [f"{reason}: {', '.join(path.name for path in paths)}"
@@ -260,7 +276,7 @@ class PreparedMOTEvaluator(Evaluator):
         else:
             expected = sorted(seq_length)
         selected = _select(tracker_files, expected, base_of, args.sequences, tracker_dir)
-        self._warn_ignored(tracker_files, base_of, folder, split)
+        self._warn_ignored(tracker_files, base_of, folder, split, bool(args.sequences))
 
         items = [
             _Item(name, tracker_files[name], seq_length[base_of[name]], base_of[name])
@@ -299,9 +315,14 @@ class PreparedMOTEvaluator(Evaluator):
 
     def _warn_ignored(
         self, tracker_files: Mapping[str, Path], known: Mapping[str, str], folder: Path,
-        split: str,
+        split: str, requested: bool,
     ) -> None:
-        """Warn about tracker files that name no prepared sequence; they are not evaluated."""
+        """Warn about tracker files that name no prepared sequence; they are not evaluated.
+
+        Raises:
+            EvaluationError: a file names no sequence of the benchmark at all, and
+                ``--sequences`` was not given.
+        """
         benchmark_names = set()
         for bases in SEQUENCES_BY_BENCHMARK[self.benchmark].values():
             benchmark_names.update(bases)
@@ -309,6 +330,11 @@ class PreparedMOTEvaluator(Evaluator):
                 benchmark_names.update(f"{base}-{detector}" for base in bases
                                        for detector in DETECTORS)
         others = [name for name in sorted(tracker_files) if name not in known]
+        _reject_unknown_files(
+            [tracker_files[name] for name in others if name not in benchmark_names],
+            f"<sequence>.txt or <sequence>-<detector>.txt with a {self.benchmark} sequence",
+            requested,
+        )
         _warn_ignored(folder, [
             (f"Sequences of {self.benchmark} that are not in the prepared {split} split",
              [tracker_files[name] for name in others if name in benchmark_names]),
@@ -416,6 +442,11 @@ class MOTChallengeEvaluator(Evaluator):
         tracker_files = find_tracker_files(tracker_dir)
         selected = _select(tracker_files, sorted(folders), folders, args.sequences, tracker_dir)
         others = [name for name in sorted(tracker_files) if name not in folders]
+        _reject_unknown_files(
+            [tracker_files[name] for name in others if name not in without_gt],
+            f"<sequence>.txt named after a sequence folder under {gt_dir}",
+            bool(args.sequences),
+        )
         _warn_ignored(_tracker_folder(tracker_files, tracker_dir), [
             (f"Sequences without gt/gt.txt under {gt_dir}",
              [tracker_files[name] for name in others if name in without_gt]),

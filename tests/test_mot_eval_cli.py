@@ -186,7 +186,7 @@ def test_eval_mot17_base_and_copy_names(prepared17, tmp_path):
 def test_eval_mot17_extra_files_ignored(prepared17, tmp_path, caplog):
     _, home, tracker = prepared17
     folder = shutil.copytree(tracker / "data", tmp_path / "tracker")
-    for name in ("MOT17-05-SDP", "MOT17-01-FRCNN", "MOT17-99-SDP", "notes", "MOT17-02-XYZ"):
+    for name in ("MOT17-05-SDP", "MOT17-01-FRCNN"):
         (folder / f"{name}.txt").write_text("not a tracker file\n")
     with caplog.at_level(logging.WARNING):
         outcome = run_eval("mot17", ["--tracker-dir", str(folder)], tmp_path / "out", home)
@@ -194,10 +194,22 @@ def test_eval_mot17_extra_files_ignored(prepared17, tmp_path, caplog):
                                                  for det in ("DPM", "FRCNN", "SDP"))
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == [
-        f"ignoring 5 tracker file(s) in {folder}, which are not evaluated. Sequences of MOT17 "
-        "that are not in the prepared train split: MOT17-01-FRCNN.txt, MOT17-05-SDP.txt. Not "
-        "names of MOT17 sequences: MOT17-02-XYZ.txt, MOT17-99-SDP.txt, notes.txt"
+        f"ignoring 2 tracker file(s) in {folder}, which are not evaluated. Sequences of MOT17 "
+        "that are not in the prepared train split: MOT17-01-FRCNN.txt, MOT17-05-SDP.txt"
     ]
+
+
+def test_eval_mot17_misnamed_file_is_error(prepared17, tmp_path):
+    _, home, tracker = prepared17
+    folder = shutil.copytree(tracker / "data", tmp_path / "tracker")
+    for name in ("MOT17-99-SDP", "notes", "MOT17-02-XYZ"):
+        (folder / f"{name}.txt").write_text("not a tracker file\n")
+    with pytest.raises(EvaluationError,
+                       match=r"tracker file\(s\) not named after a sequence: MOT17-02-XYZ\.txt, "
+                             r"MOT17-99-SDP\.txt, notes\.txt in .*tracker; expected "
+                             r"<sequence>\.txt or <sequence>-<detector>\.txt with a MOT17 "
+                             r"sequence\. Rename or remove them, or pass --sequences"):
+        run_eval("mot17", ["--tracker-dir", str(folder)], tmp_path / "out", home)
 
 
 def test_eval_mot17_requested_sequences_with_extra_files(prepared17, tmp_path, caplog):
@@ -436,7 +448,6 @@ def test_motchallenge_extra_files_ignored(tud, tmp_path, caplog):
     (gt_dir / "TUD-Crossing").mkdir()
     (gt_dir / "TUD-Crossing" / "seqinfo.ini").write_text("[Sequence]\nseqLength=201\n")
     (tracker_dir / "TUD-Crossing.txt").write_text("")
-    (tracker_dir / "notes.txt").write_text("")
     with caplog.at_level(logging.WARNING):
         outcome = run_eval("motchallenge", ["--gt-dir", str(gt_dir), "--tracker-dir",
                                             str(tracker_dir), "--benchmark", "MOT15"],
@@ -444,10 +455,22 @@ def test_motchallenge_extra_files_ignored(tud, tmp_path, caplog):
     assert_tud_numbers(outcome)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == [
-        f"ignoring 2 tracker file(s) in {tracker_dir}, which are not evaluated. Sequences "
-        f"without gt/gt.txt under {gt_dir}: TUD-Crossing.txt. Not names of sequence folders "
-        f"under {gt_dir}: notes.txt"
+        f"ignoring 1 tracker file(s) in {tracker_dir}, which are not evaluated. Sequences "
+        f"without gt/gt.txt under {gt_dir}: TUD-Crossing.txt"
     ]
+
+    (tracker_dir / "notes.txt").write_text("")
+    with pytest.raises(EvaluationError,
+                       match=r"tracker file\(s\) not named after a sequence: notes\.txt in "
+                             r".*; expected <sequence>\.txt named after a sequence folder"):
+        run_eval("motchallenge", ["--gt-dir", str(gt_dir), "--tracker-dir", str(tracker_dir),
+                                  "--benchmark", "MOT15"], tmp_path / "o2")
+    with caplog.at_level(logging.WARNING):
+        outcome = run_eval("motchallenge", ["--gt-dir", str(gt_dir), "--tracker-dir",
+                                            str(tracker_dir), "--benchmark", "MOT15",
+                                            "--sequences", "TUD-Campus", "TUD-Stadtmitte"],
+                           tmp_path / "o3")
+    assert f"Not names of sequence folders under {gt_dir}: notes.txt" in caplog.text
 
 
 @pytest.fixture()

@@ -1,7 +1,7 @@
 """Declarative description of a dataset: versions, files, splits, configs, licence, citation.
 
 A version is defined by the checksums its authors publish (MD5 where that is what they give) and
-by its row counts, so ``prepare`` and ``verify`` can say which version a user's copy is.
+by its row counts, so ``prepare`` and ``verify`` can identify the version of a user's copy.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class DatasetVersion:
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """Everything fieldharness knows about a dataset before any file is read."""
+    """Everything fieldharness records about a dataset before any file is read."""
 
     name: str
     title: str
@@ -84,11 +84,12 @@ class DatasetSpec:
 
     def version(self, name: str | None = None) -> DatasetVersion:
         """Return the version called ``name``, or the default version for ``None``."""
-        wanted = name or self.default_version or self.versions[-1].name
+        requested = name or self.default_version or self.versions[-1].name
         for version in self.versions:
-            if version.name == wanted:
+            if version.name == requested:
                 return version
-        raise UnknownNameError(f"version of {self.name}", wanted, [v.name for v in self.versions])
+        names = [v.name for v in self.versions]
+        raise UnknownNameError(f"version of {self.name}", requested, names)
 
     def split(self, name: str) -> SplitSpec:
         """Return the split called ``name``."""

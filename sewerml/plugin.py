@@ -1,0 +1,283 @@
+"""The Sewer-ML dataset plugin and its evaluator.
+
+Registered as ``sewerml`` in the entry-point group ``fieldharness.datasets``. Its evaluator runs
+as ``python -m harness eval sewerml --predictions FILE --split val``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+from os import PathLike
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import polars as pl
+
+from harness import atomic
+from harness.errors import EvaluationError
+from harness.plugin import DatasetPlugin, EvalOutcome, Evaluator, PreparedData, RunContext
+from harness.spec import DatasetSpec
+from sewerml.classes import COLUMNS, DEFECT_CODES
+from sewerml.metrics import COUNT_METRICS, SCORE_METRICS, evaluate
+from sewerml.prepare import read_sewerml_source
+from sewerml.sample import write_sewerml_sample
+from sewerml.spec import SEWERML_SPEC, SPLIT_FILES
+
+__all__ = ["SewerMLEvaluator", "SewerMLPlugin", "read_predictions"]
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_IMAGES_PER_SPLIT = 24
+METRICS_FILE = "metrics.json"
+ROWS_LISTED = 5
+"""Rows or file names listed in a prediction error message; the rest are only counted."""
+
+HEADLINE_METRICS = (*COUNT_METRICS, *SCORE_METRICS)
+PER_CLASS_METRICS = ("precision", "recall", "F1", "F2")
+
+# The Codalab leaderboard that the official repository (bitbucket.org/aauvap/sewer-ml) links
+# was not carried over when Codalab moved servers in 2023, by user reports.
+TEST_NOTE = (
+    "Sewer-ML test labels are withheld: test scores come only from the dataset authors. Send "
+    "them the written predictions CSV, and they score it on request."
+)
+
+
+def _listed(items: list[str]) -> str:
+    text = ", ".join(items[:ROWS_LISTED])
+    if len(items) > ROWS_LISTED:
+        text += f", ... ({len(items)} in all)"
+    return text
+
+
+def read_predictions(path: str | PathLike[str]) -> pl.DataFrame:
+    """Read a prediction CSV: ``Filename`` and the 17 class scores, columns in any order.
+
+    This is the format the official ``inference.py`` writes (sigmoid probabilities). Other
+    columns, such as a pandas index, are ignored.
+
+    Returns:
+        ``Filename`` (string) and the 17 codes (Float64) in ``DEFECT_CODES`` order.
+
+    Raises:
+        EvaluationError: The file is missing or unreadable, a column is missing, a file name is
+            empty or repeated, or a score is not a number, NaN or outside [0, 1]. The message
+            names the file lines (the header is line 1).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise EvaluationError(f"predictions file {path} not found; pass --predictions the CSV "
+                              "with Filename and the 17 class scores")
+    raw = path.read_bytes().removeprefix(b"\xef\xbb\xbf").replace(b"\r\n", b"\n")
+    try:
+        frame = pl.read_csv(raw, infer_schema=False)
+    except pl.exceptions.PolarsError as err:
+        raise EvaluationError(f"{path}: unreadable CSV file: {err}") from err
+    frame = frame.rename({name: name.strip() for name in frame.columns})
+
+    missing = [name for name in ("Filename", *DEFECT_CODES) if name not in frame.columns]
+    if missing:
+        raise EvaluationError(
+            f"{path}: missing column(s) {', '.join(missing)}; expected Filename and the 17 "
+            f"class columns {', '.join(DEFECT_CODES)} (found: {', '.join(frame.columns)})"
+        )
+    frame = frame.select("Filename", *DEFECT_CODES)
+    frame = frame.with_columns(pl.col("Filename").str.strip_chars())
+
+    lines = pl.Series("line", np.arange(2, frame.height + 2))
+    names = frame["Filename"]
+    empty = names.is_null() | (names == "")
+    if empty.any():
+        raise EvaluationError(f"{path}: empty Filename on line(s) "
+                              f"{_listed([str(n) for n in lines.filter(empty)])}")
+    duplicated = names.is_duplicated()
+    if duplicated.any():
+        rows = [f"{name} (line {line})" for name, line in
+                zip(names.filter(duplicated), lines.filter(duplicated), strict=True)]
+        raise EvaluationError(f"{path}: duplicate Filename in {_listed(rows)}; expected one row "
+                              "per image")
+
+    problems = []
+    for code in DEFECT_CODES:
+        text = frame[code].str.strip_chars()
+        scores = text.cast(pl.Float64, strict=False)
+        invalid = (scores.is_null() | scores.is_nan() | (scores < 0) | (scores > 1)).fill_null(True)
+        for line, value in zip(lines.filter(invalid), text.filter(invalid), strict=True):
+            problems.append(f"line {line} column {code} value {value!r}")
+        frame = frame.with_columns(scores.alias(code))
+    if problems:
+        raise EvaluationError(f"{path}: invalid score(s): {_listed(problems)}; expected "
+                              "probabilities from 0 to 1 (sigmoid outputs)")
+    return frame
+
+
+def _join(predictions: pl.DataFrame, labels: pl.DataFrame, split: str, path: Path) -> pl.DataFrame:
+    """Join predictions and labels on Filename and raise for any unmatched name.
+
+    NOTE: The official ``calculate_results.py`` sorts both files by Filename and matches rows
+    by position, so a prediction file with other images of the same count is misaligned
+    silently. Here every name must match.
+    """
+    label_names = set(labels["Filename"].to_list())
+    predicted_names = set(predictions["Filename"].to_list())
+    missing = sorted(label_names - predicted_names)
+    extra = sorted(predicted_names - label_names)
+    if missing:
+        raise EvaluationError(
+            f"{path}: no prediction for {len(missing)} of the {len(label_names)} {split} images: "
+            f"{_listed(missing)}; expected one row per image of the split")
+    if extra:
+        raise EvaluationError(
+            f"{path}: {len(extra)} prediction row(s) for images not in the {split} split: "
+            f"{_listed(extra)}; remove them or pass the --split they belong to")
+    return labels.join(predictions, on="Filename", how="left", suffix="_score").sort("Filename")
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return [_json_value(v) for v in value.tolist()]
+    if isinstance(value, float | np.floating):
+        return None if math.isnan(value) else float(value)
+    return value
+
+
+def _percent(value: float) -> float:
+    return float(value) * 100.0
+
+
+def _write_official_csv(predictions: pl.DataFrame, path: Path) -> None:
+    """Write ``Filename`` and the 17 scores in the official column order, sorted by Filename."""
+    rows = predictions.sort("Filename")
+    lines = [",".join(("Filename", *DEFECT_CODES))]
+    columns = [rows[code].to_list() for code in DEFECT_CODES]
+    for index, name in enumerate(rows["Filename"].to_list()):
+        lines.append(",".join([name, *(repr(float(column[index])) for column in columns)]))
+    atomic.write_text(path, "\n".join(lines) + "\n")
+
+
+class SewerMLEvaluator(Evaluator):
+    """``eval sewerml``: score a prediction CSV against the prepared Sewer-ML labels."""
+
+    name: ClassVar[str] = "sewerml"
+    description: ClassVar[str] = (
+        "score Sewer-ML predictions (Filename + 17 class probabilities) with F2_CIW, F1_Normal "
+        "and the other official metrics")
+    leaderboard_metrics: ClassVar[tuple[str, ...]] = ("F2_CIW", "F1_Normal", "mAP", "MF1",
+                                                      "EMAcc")
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Add ``--predictions``, ``--split``, ``--threshold``, ``--method`` and ``--version``."""
+        parser.add_argument("--predictions", type=Path, required=True, metavar="FILE",
+                            help="CSV with Filename and the 17 class probabilities, as the "
+                                 "official inference.py writes it")
+        parser.add_argument("--split", choices=tuple(SPLIT_FILES), default="val",
+                            help="split the predictions are for (default: val); test labels "
+                                 "are withheld, so test predictions are only written out")
+        parser.add_argument("--threshold", type=float, default=0.5,
+                            help="a class is predicted when its score is >= this value "
+                                 "(default: 0.5, as in the benchmark)")
+        parser.add_argument("--method", default=None, metavar="NAME",
+                            help="name of the method in the run record (default: the "
+                                 "predictions file's name without extension)")
+        parser.add_argument("--version", default=None, dest="dataset_version",
+                            metavar="VERSION",
+                            help="dataset version (default: the dataset's default version)")
+
+    def method_name(self, args: argparse.Namespace) -> str:
+        """Return ``--method``, else the predictions file's name without extension."""
+        return args.method or Path(args.predictions).stem
+
+    def evaluate(self, args: argparse.Namespace, ctx: RunContext) -> EvalOutcome:
+        """Score ``--predictions`` on ``--split`` and write ``metrics.json``.
+
+        For ``--split test`` no scores are computed: the checked predictions are written as
+        ``sewerml_Test_sigmoid.csv`` for the dataset authors to score.
+
+        Raises:
+            EvaluationError: The predictions do not follow the format, or their file names do
+                not match the split's images one to one.
+            NotPreparedError: Sewer-ML is not prepared.
+        """
+        from harness.storage import read_manifest, read_prepared_table
+
+        split = args.split
+        path = Path(args.predictions)
+        manifest = read_manifest("sewerml", version=getattr(args, "dataset_version", None),
+                                 data_dir=ctx.data_dir)
+        labels = pl.from_arrow(read_prepared_table(
+            "sewerml", "labels", split, version=manifest.version, data_dir=ctx.data_dir,
+            columns=["Filename", *DEFECT_CODES]))
+        predictions = read_predictions(path)
+        joined = _join(predictions, labels, split, path)
+        config = {"threshold": float(args.threshold), "split": split}
+        common = {"dataset": "sewerml", "method": self.method_name(args),
+                  "version": manifest.version, "split": split, "data_kind": manifest.data_kind}
+        ctx.output_dir.mkdir(parents=True, exist_ok=True)
+
+        if split == "test":
+            out = ctx.output_dir / f"sewerml_{SPLIT_FILES[split]}_sigmoid.csv"
+            _write_official_csv(predictions, out)
+            logger.warning("%s Wrote %s.", TEST_NOTE, out)
+            return EvalOutcome(metrics={}, files=[out],
+                               config={**config, "note": TEST_NOTE}, **common)
+
+        targets = joined.select(DEFECT_CODES).to_numpy()
+        scores = joined.select([f"{code}_score" for code in DEFECT_CODES]).to_numpy()
+        results = evaluate(targets, scores, threshold=args.threshold)
+
+        metrics_path = ctx.output_dir / METRICS_FILE
+        atomic.write_json(metrics_path, {
+            "split": split, "threshold": float(args.threshold), "images": joined.height,
+            "columns": list(COLUMNS),
+            **{key: _json_value(value) for key, value in results.items()},
+        })
+        return EvalOutcome(
+            metrics={name: _percent(results[name]) for name in HEADLINE_METRICS},
+            per_item=_per_class(results),
+            files=[metrics_path],
+            config=config,
+            **common,
+        )
+
+
+def _per_class(results: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Return precision, recall, F1, F2 and AP (percent) and the counts of each column."""
+    per_item: dict[str, dict[str, float]] = {}
+    for k, column in enumerate(COLUMNS):
+        values = {name: _percent(results[name][k]) for name in PER_CLASS_METRICS}
+        if k < len(DEFECT_CODES):
+            values["AP"] = _percent(results["AP"][k])
+        for count in ("Ng", "Np", "Nc"):
+            values[count] = float(results[count][k])
+        per_item[column] = values
+    return per_item
+
+
+class SewerMLPlugin(DatasetPlugin):
+    """Sewer-ML: 1.3 million sewer CCTV frames with 17 multi-label defect classes."""
+
+    spec: ClassVar[DatasetSpec] = SEWERML_SPEC
+    leaderboard_metrics: ClassVar[tuple[str, ...]] = SewerMLEvaluator.leaderboard_metrics
+
+    def read_source(self, source: Path, *, version: str | None = None) -> PreparedData:
+        """Read the annotation CSVs at, below or above ``source`` and locate the images.
+
+        Images may be in ``Train/``, ``Val/`` and ``Test/`` folders, in one flat folder or in
+        the official zip archives; see :mod:`sewerml.prepare`.
+
+        Raises:
+            FileNotFoundError: No Sewer-ML annotation CSV was found.
+            harness.errors.DataFormatError: A CSV does not follow the official format.
+        """
+        return read_sewerml_source(self.spec, source, version)
+
+    def generate_sample(self, out_dir: Path, *, seed: int = 0) -> Path:
+        """Write a small synthetic copy with ``Train/``, ``Val/`` and ``Test/`` image folders."""
+        return write_sewerml_sample(out_dir, seed=seed, images_per_split=SAMPLE_IMAGES_PER_SPLIT)
+
+    def evaluator(self) -> Evaluator:
+        """Return the evaluator behind ``python -m harness eval sewerml``."""
+        return SewerMLEvaluator()

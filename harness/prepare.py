@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,6 +138,21 @@ def _row_count_notes(
     return notes
 
 
+def _archive_members_as_urls(paths: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Rewrite ``/abs/archive.zip::member`` paths as fsspec URLs ``zip://member::/abs/archive.zip``.
+
+    ``datasets`` opens such URLs when it decodes an image, so images stay inside their archives.
+    """
+    values = paths.to_pylist()
+    if not any(v is not None and ARCHIVE_MEMBER_SEPARATOR in v for v in values):
+        return paths
+    rewritten = []
+    for value in values:
+        parts = None if value is None else _split_member(value)
+        rewritten.append(value if parts is None else f"zip://{parts[1]}::{parts[0]}")
+    return pa.chunked_array([pa.array(rewritten, pa.string())])
+
+
 def hf_table(table: pa.Table, config: ConfigSpec, source_root: Path) -> pa.Table:
     """Return ``table`` cast to HF features, with image-path columns as ``datasets.Image()``.
 
@@ -157,6 +173,7 @@ def hf_table(table: pa.Table, config: ConfigSpec, source_root: Path) -> pa.Table
             prefix = str(source_root).rstrip("/") + "/"
             joined = pc.binary_join_element_wise(prefix, values, "")
             absolute = pc.if_else(pc.starts_with(values, "/"), values, joined)
+            absolute = _archive_members_as_urls(absolute)
             table = table.set_column(table.schema.get_field_index(column), column, absolute)
         features[column] = Image()
     return table_cast(table, features.arrow_schema)
@@ -389,6 +406,37 @@ MISSING_IMAGES_LISTED = 3
 """Missing image paths listed per table in a verify report; the rest are only counted."""
 
 
+ARCHIVE_MEMBER_SEPARATOR = "::"
+"""Separator of an image path that names a member of a zip archive: ``<archive>::<member>``.
+
+Datasets whose images ship in zip archives (Sewer-ML) store them this way, read in place.
+"""
+
+
+def _split_member(path: str) -> tuple[str, str] | None:
+    """Return ``(archive, member)`` for an ``<archive>::<member>`` path, else ``None``."""
+    if ARCHIVE_MEMBER_SEPARATOR not in path or path.startswith("zip://"):
+        return None
+    archive, member = path.split(ARCHIVE_MEMBER_SEPARATOR, 1)
+    return archive, member
+
+
+def _image_exists(root: Path, path: str, members: dict[Path, set[str] | None]) -> bool:
+    """Return whether an image file, or an archive member, exists; caches archive listings."""
+    parts = _split_member(path)
+    if parts is None:
+        return (root / path).exists()
+    archive = root / parts[0]
+    if archive not in members:
+        try:
+            with zipfile.ZipFile(archive) as handle:
+                members[archive] = set(handle.namelist())
+        except (OSError, zipfile.BadZipFile):
+            members[archive] = None
+    listed = members[archive]
+    return listed is not None and parts[1] in listed
+
+
 def _verify_images(
     manifest: Manifest, folder: Path, damaged: set[str], problems: list[str]
 ) -> None:
@@ -406,9 +454,10 @@ def _verify_images(
             continue
 
         table = pq.read_table(folder / entry["path"], columns=columns)
+        members: dict[Path, set[str] | None] = {}
         for column in columns:
             values = [v for v in table[column].to_pylist() if v is not None]
-            missing = [str(root / v) for v in values if not (root / v).exists()]
+            missing = [str(root / v) for v in values if not _image_exists(root, v, members)]
             if missing:
                 listed = ", ".join(missing[:MISSING_IMAGES_LISTED])
                 more = ", ..." if len(missing) > MISSING_IMAGES_LISTED else ""

@@ -13,9 +13,8 @@ order for every split:
   sub-folder, read in place. Such an image is stored as ``<archive path>::<member>``, for
   example ``train00.zip::00000001.png``, with the archive path relative to the source root.
 
-NOTE: ``verify`` and the image decoding of ``load_dataset`` treat the ``image`` column as a file
-path, so they report archive members as missing and cannot open them. Extract the archives into
-``Train/``, ``Val/`` and ``Test/`` where images must be decoded.
+``verify`` checks such members in the archive's listing, and ``load_dataset`` decodes them from
+inside the archive (the prepared Arrow file holds them as ``zip://<member>::<archive>`` URLs).
 """
 
 from __future__ import annotations

@@ -352,3 +352,30 @@ def test_spec_counts_and_licence() -> None:
     assert not SEWERML_SPEC.split("test").has_labels
     assert SEWERML_SPEC.config().image_columns == ("image",)
     assert "Sewer-ML" in SEWERML_SPEC.citation
+
+
+@pytest.mark.parametrize("layout", ["folders", "zip"])
+def test_zip_images_verify_and_decode(tmp_path: Path, layout: str) -> None:
+    from harness import load_dataset
+    from harness.prepare import verify_dataset
+
+    root = write_sewerml_sample(tmp_path / "src", layout=layout, images_per_split=IMAGES)
+    prepare_dataset("sewerml", root, progress=False)
+    report = verify_dataset("sewerml", progress=False)
+    assert report.ok, report.problems
+
+    dataset = load_dataset("sewerml", split="val")
+    assert dataset[0]["image"].size == (32, 24)
+
+
+def test_verify_reports_missing_archive(tmp_path: Path) -> None:
+    from harness.prepare import verify_dataset
+
+    root = write_sewerml_sample(tmp_path / "src", layout="zip", images_per_split=IMAGES)
+    prepare_dataset("sewerml", root, progress=False)
+    archive = next(root.rglob("valid*.zip"))
+    archive.unlink()
+    report = verify_dataset("sewerml", check_sources=True, progress=False)
+    image_problems = [p for p in report.problems if "images in column image are missing" in p]
+    assert image_problems
+    assert ARCHIVE_SEPARATOR in image_problems[0]

@@ -82,7 +82,6 @@ CITATION = """\
   title     = {Sewer-ML: A Multi-Label Sewer Defect Classification Dataset and Benchmark},
   booktitle = {Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern
                Recognition (CVPR)},
-  pages     = {13456--13467},
   year      = {2021}
 }
 """

@@ -1,8 +1,8 @@
 """Whole-command benchmark: ``python -m harness eval motchallenge`` against TrackEval 1.3.0.
 
 Each side runs as its own process on the same synthetic MOT17-train-sized set in TrackEval's
-folder layout (21 sequences, 7 bases x DPM/FRCNN/SDP, about 340,000 ground-truth boxes), with
-HOTA, CLEAR and Identity and both tools writing their summary and detailed files. The script
+folder layout: 21 sequences (7 bases x DPM/FRCNN/SDP) with about 350,000 ground-truth boxes.
+Both tools compute HOTA, CLEAR and Identity and write their summary and detailed files. The script
 reports wall time (imports and interpreter start included), the peak resident memory of each
 process (VmHWM, so Linux only), their ratios, and checks that both detailed CSV files agree to
 1e-9. It also times ``prepare`` and ``load_dataset`` (first and warm load) on the same data in

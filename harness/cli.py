@@ -302,7 +302,7 @@ def _execute(args: argparse.Namespace, kind: str, method_name: str, dataset: str
         raise FieldHarnessError(f"--output {output} is a file; expected a folder (it is created "
                                 "when missing)")
     if (output / "record.json").exists():
-        raise FieldHarnessError(f"--output {output} already holds a run record; pass a new "
+        raise FieldHarnessError(f"--output {output} already contains a run record; pass a new "
                                 "folder, or delete that one to replace it")
     created = not output.exists()
     output.mkdir(parents=True, exist_ok=True)

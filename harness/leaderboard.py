@@ -116,7 +116,7 @@ def _format(values: list[float]) -> str:
     return f"{mean:.3f} ± {statistics.stdev(values):.3f}"
 
 
-def _wanted_metrics(name: str) -> list[str]:
+def _declared_metrics(name: str) -> list[str]:
     """Return the leaderboard metrics a dataset plugin, or else an evaluator, declares."""
     try:
         return list(registry.get_dataset(name).leaderboard_metrics)
@@ -150,13 +150,13 @@ def describe_settings(config: str) -> str:
 
 
 def _metric_columns(dataset: str, groups: dict[tuple, dict[str, list[float]]]) -> list[str]:
-    wanted = _wanted_metrics(dataset)
+    declared = _declared_metrics(dataset)
     present: list[str] = []
     for key, metrics in groups.items():
         if key[0] == dataset:
             present.extend(m for m in metrics if m not in present)
-    if wanted:
-        return [m for m in wanted if m in present] or present[:8]
+    if declared:
+        return [m for m in declared if m in present] or present[:8]
     return present[:8]
 
 

@@ -27,9 +27,17 @@ sample runs out unless asked.
 """
 
 
+ARCHIVE_MEMBER_SEPARATOR = "::"
+"""Separator in an image path that names a member of a zip archive: ``<archive>::<member>``.
+
+Plugins whose images ship in zip archives (Sewer-ML) store them this way, read in place; the core
+checks such members in the archive listing and decodes them from inside the archive.
+"""
+
+
 @dataclass
 class PreparedData:
-    """What a plugin read from the official download, ready for the core to write."""
+    """The tables a plugin read from the official download, ready for the core to write."""
 
     version: str
     tables: dict[str, dict[str, pa.Table]]
@@ -47,7 +55,7 @@ class PreparedData:
 
 @dataclass
 class RunContext:
-    """Where an evaluation or a baseline run writes its files, and which data home it uses."""
+    """The output folder, data home and seed of one evaluation or baseline run."""
 
     output_dir: Path
     data_dir: Path | None = None
@@ -85,7 +93,7 @@ class PublishedResult:
     metric: str
     value: float
     source: str
-    """Where the number is printed, e.g. ``"Zhang et al., ByteTrack, ECCV 2022, Table 5"``."""
+    """Publication of the number, e.g. ``"Zhang et al., ByteTrack, ECCV 2022, Table 5"``."""
 
 
 class Evaluator(ABC):

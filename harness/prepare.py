@@ -27,7 +27,7 @@ from harness.checksum import sha256_file
 from harness.errors import DataFormatError, FieldHarnessError, LockTimeoutError
 from harness.manifest import MANIFEST_NAME, Manifest
 from harness.paths import prepared_dir
-from harness.plugin import SAMPLE_MARKER, DatasetPlugin, PreparedData
+from harness.plugin import ARCHIVE_MEMBER_SEPARATOR, SAMPLE_MARKER, DatasetPlugin, PreparedData
 from harness.spec import ConfigSpec, DatasetSpec, DatasetVersion
 from harness.storage import PathLike, dataset_root, read_manifest, table_key
 
@@ -404,13 +404,6 @@ def _verify_tables(manifest: Manifest, folder: Path, problems: list[str]) -> set
 
 MISSING_IMAGES_LISTED = 3
 """Missing image paths listed per table in a verify report; the rest are only counted."""
-
-
-ARCHIVE_MEMBER_SEPARATOR = "::"
-"""Separator of an image path that names a member of a zip archive: ``<archive>::<member>``.
-
-Datasets whose images ship in zip archives (Sewer-ML) store them this way, read in place.
-"""
 
 
 def _split_member(path: str) -> tuple[str, str] | None:

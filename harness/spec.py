@@ -76,7 +76,7 @@ class DatasetSpec:
     redistributable: bool
     """Whether the licence allows publishing a copy (``publish`` needs a flag otherwise)."""
     citation: str
-    """BibTeX entry of the paper to cite."""
+    """BibTeX entry of the dataset's paper, printed by ``python -m harness info NAME --bibtex``."""
     versions: tuple[DatasetVersion, ...]
     splits: tuple[SplitSpec, ...]
     configs: tuple[ConfigSpec, ...]

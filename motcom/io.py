@@ -334,11 +334,13 @@ def _fast_rows(data: bytes, first: bytes, comma: bool, fmt: _Format) -> _Rows:
     if not comma:
         data = _EDGE_COMMA.sub(b"", _WHITESPACE_RUN.sub(b",", data))
         first = _EDGE_COMMA.sub(b"", _WHITESPACE_RUN.sub(b",", first))
+
     trailing_comma = first.endswith(b",")
     columns = first.count(b",") + 1
     kept = columns - 1 if trailing_comma else columns
     if kept < fmt.min_columns:
         raise _NeedsLinePass
+
     names = [f"c{i}" for i in range(columns)]
     try:
         table = pacsv.read_csv(
@@ -358,12 +360,14 @@ def _fast_rows(data: bytes, first: bytes, comma: bool, fmt: _Format) -> _Rows:
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise _NeedsLinePass from exc
+
     if trailing_comma and table.column(names[-1]).null_count != len(table):
         raise _NeedsLinePass
     if any(table.column(name).null_count for name in names[:kept]):
         raise _NeedsLinePass
     if table.num_rows == 0:
         return _Rows(np.zeros((0, kept), np.float64))
+
     # Straight from the Arrow data buffers (no nulls, checked above): pyarrow's to_numpy imports
     # pandas on first use, which takes longer than parsing a whole MOT17 train set.
     values = np.empty((table.num_rows, kept), np.float64)

@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.checksum import sha256_file
 from harness.errors import EvaluationError
 
 logger = logging.getLogger(__name__)
@@ -290,11 +291,7 @@ def file_sha256(path: SourceFile) -> str:
     """Return the SHA-256 hex digest of a file or archive member."""
     if isinstance(path, ArchiveMember):
         return hashlib.sha256(path.read_bytes()).hexdigest()
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_file(path)
 
 
 def read_seqmap(path: PathLike) -> list[str]:

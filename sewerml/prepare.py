@@ -14,7 +14,7 @@ order for every split:
   example ``train00.zip::00000001.png``, with the archive path relative to the source root.
 
 ``verify`` checks such members in the archive's listing, and ``load_dataset`` decodes them from
-inside the archive (the prepared Arrow file holds them as ``zip://<member>::<archive>`` URLs).
+inside the archive (the prepared Arrow file stores them as ``zip://<member>::<archive>`` URLs).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
-from harness.plugin import SAMPLE_MARKER, PreparedData
+from harness.plugin import ARCHIVE_MEMBER_SEPARATOR, SAMPLE_MARKER, PreparedData
 from harness.spec import DatasetSpec
 from sewerml.classes import DEFECT_CODES, NORMAL
 from sewerml.io import read_labels_csv, read_test_csv
@@ -39,7 +39,7 @@ __all__ = ["ARCHIVE_SEPARATOR", "find_annotations", "is_sample", "read_sewerml_s
 
 logger = logging.getLogger(__name__)
 
-ARCHIVE_SEPARATOR = "::"
+ARCHIVE_SEPARATOR = ARCHIVE_MEMBER_SEPARATOR
 """Separator between a zip archive's path and a member's name in the ``image`` column."""
 
 CSV_NAMES: dict[str, tuple[str, ...]] = {

@@ -261,7 +261,7 @@ def test_eval_refuses_existing_run_record(mot_sample, tmp_path, capsys):
     before = (tmp_path / "run" / "record.json").read_text()
     status, _, err = run_cli(capsys, *argv)
     assert status == 2
-    assert f"error: --output {tmp_path / 'run'} already holds a run record" in err
+    assert f"error: --output {tmp_path / 'run'} already contains a run record" in err
     assert (tmp_path / "run" / "record.json").read_text() == before
 
 

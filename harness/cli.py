@@ -279,11 +279,20 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_outcome(outcome, record_path: Path) -> None:
+def _summary_columns(outcome) -> list[str]:
+    """Return the headline metrics to print: MOT's, else the dataset's leaderboard metrics."""
     columns = [m for m in SUMMARY_METRICS if m in outcome.metrics]
-    if not columns:
-        columns = list(outcome.metrics)[:6]
-    rows = [(name, values) for name, values in outcome.per_item.items()]
+    if not columns and outcome.dataset in registry.dataset_names():
+        preferred = registry.get_dataset(outcome.dataset).leaderboard_metrics
+        columns = [m for m in preferred if m in outcome.metrics]
+    return columns or list(outcome.metrics)[:6]
+
+
+def _print_outcome(outcome, record_path: Path) -> None:
+    columns = _summary_columns(outcome)
+    # Rows per item (sequence, class) are printed when they carry the same metrics.
+    rows = [(name, values) for name, values in outcome.per_item.items()
+            if any(c in values for c in columns)]
     rows.append(("COMBINED", outcome.metrics))
     width = max(len(name) for name, _ in rows)
     print(f"{'':<{width}}  " + "  ".join(f"{c:>8}" for c in columns))
@@ -297,6 +306,9 @@ def _print_outcome(outcome, record_path: Path) -> None:
 def _execute(args: argparse.Namespace, kind: str, method_name: str, dataset: str, func) -> int:
     from harness.records import RunRecord, new_run_dir
 
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and args.output is None:
+        raise FieldHarnessError("a distributed run (torchrun) needs --output DIR so that every "
+                                "process writes into the same run folder")
     output = args.output or new_run_dir(dataset, method_name, args.data_dir)
     if output.exists() and not output.is_dir():
         raise FieldHarnessError(f"--output {output} is a file; expected a folder (it is created "
@@ -317,6 +329,9 @@ def _execute(args: argparse.Namespace, kind: str, method_name: str, dataset: str
             output.rmdir()
         raise
     runtime = time.perf_counter() - clock
+    if outcome is None:
+        # A secondary process of a distributed run: rank 0 writes the record.
+        return 0
     record = RunRecord.from_outcome(outcome, kind=kind, seed=args.seed, started=started,
                                     runtime_s=runtime, output_dir=output)
     record_path = record.write(output)

@@ -129,8 +129,12 @@ class Baseline(ABC):
         """Add this baseline's options to its ``run`` sub-parser."""
 
     @abstractmethod
-    def run(self, args: argparse.Namespace, ctx: RunContext) -> EvalOutcome:
-        """Run the method and return its scores."""
+    def run(self, args: argparse.Namespace, ctx: RunContext) -> EvalOutcome | None:
+        """Run the method and return its scores.
+
+        In a distributed run (``torchrun``) only rank 0 returns the scores; the other processes
+        return ``None`` and the CLI writes no record for them.
+        """
 
 
 class DatasetPlugin(ABC):

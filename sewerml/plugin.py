@@ -18,7 +18,14 @@ import polars as pl
 
 from harness import atomic
 from harness.errors import EvaluationError
-from harness.plugin import DatasetPlugin, EvalOutcome, Evaluator, PreparedData, RunContext
+from harness.plugin import (
+    DatasetPlugin,
+    EvalOutcome,
+    Evaluator,
+    PreparedData,
+    PublishedResult,
+    RunContext,
+)
 from harness.spec import DatasetSpec
 from sewerml.classes import COLUMNS, DEFECT_CODES
 from sewerml.metrics import COUNT_METRICS, SCORE_METRICS, evaluate
@@ -41,8 +48,9 @@ PER_CLASS_METRICS = ("precision", "recall", "F1", "F2")
 # The Codalab leaderboard that the official repository (bitbucket.org/aauvap/sewer-ml) links
 # was not carried over when Codalab moved servers in 2023, by user reports.
 TEST_NOTE = (
-    "Sewer-ML test labels are withheld: test scores come only from the dataset authors. Send "
-    "them the written predictions CSV, and they score it on request."
+    "Sewer-ML test labels are withheld: test scores come only from the dataset authors. Email "
+    "the written predictions CSV to them (contact on https://vap.aau.dk/sewer-ml/), and they "
+    "score it on request."
 )
 
 
@@ -256,11 +264,28 @@ def _per_class(results: dict[str, Any]) -> dict[str, dict[str, float]]:
     return per_item
 
 
+BENCHMARK_SOURCE = ("Haurum & Moeslund, Sewer-ML, CVPR 2021, Table 5 (Xie et al. first stage + "
+                    "TResNet-L second stage)")
+CTGNN_SOURCE = ("Haurum et al., CT-GNN, WACV 2022, results tables of the authors' code release "
+                "(CT-GAT)")
+PUBLISHED: tuple[tuple[str, str, str, dict[str, float]], ...] = (
+    ("benchmark", "val", BENCHMARK_SOURCE, {"F2_CIW": 55.36, "F1_Normal": 91.32}),
+    ("benchmark", "test", BENCHMARK_SOURCE, {"F2_CIW": 55.11, "F1_Normal": 90.94}),
+    ("ctgnn", "val", CTGNN_SOURCE, {"F2_CIW": 61.70, "F1_Normal": 91.94, "W-MF1": 70.57,
+                                    "W-mF1": 80.43}),
+    ("ctgnn", "test", CTGNN_SOURCE, {"F2_CIW": 60.57, "F1_Normal": 91.61, "W-MF1": 71.30,
+                                     "W-mF1": 80.91}),
+)
+"""Published headline numbers (percent) of the two baselines, by method and split. The CT-GNN
+shape and material scores are left out: the public CSVs may not carry those labels."""
+
+
 class SewerMLPlugin(DatasetPlugin):
     """Sewer-ML: 1.3 million sewer CCTV frames with 17 multi-label defect classes."""
 
     spec: ClassVar[DatasetSpec] = SEWERML_SPEC
-    leaderboard_metrics: ClassVar[tuple[str, ...]] = SewerMLEvaluator.leaderboard_metrics
+    leaderboard_metrics: ClassVar[tuple[str, ...]] = (
+        *SewerMLEvaluator.leaderboard_metrics, "W-MF1", "W-mF1")
 
     def read_source(self, source: Path, *, version: str | None = None) -> PreparedData:
         """Read the annotation CSVs at, below or above ``source`` and locate the images.
@@ -281,3 +306,10 @@ class SewerMLPlugin(DatasetPlugin):
     def evaluator(self) -> Evaluator:
         """Return the evaluator behind ``python -m harness eval sewerml``."""
         return SewerMLEvaluator()
+
+    def published_results(self) -> list[PublishedResult]:
+        """Return the benchmark's and CT-GAT's published scores as leaderboard reference rows."""
+        return [PublishedResult(dataset="sewerml", split=split, method=method, metric=metric,
+                                value=value, source=source)
+                for method, split, source, numbers in PUBLISHED
+                for metric, value in numbers.items()]

@@ -34,7 +34,9 @@ def test_list_names_datasets_and_evaluators(capsys):
     assert "mot17" in out
     assert "mot20" in out
     assert "motchallenge" in out
-    assert "(none registered)" in out
+    assert "sewerml" in out
+    assert "ctgnn" in out
+    assert "benchmark" in out
 
 
 def test_info_shows_versions_schema_and_bibtex(capsys):
@@ -216,7 +218,10 @@ def test_run_records_baseline(tmp_path, capsys, monkeypatch):
     assert record["files"] == ["scores.txt"]
 
 
-def test_run_without_baselines(capsys):
+def test_run_without_baselines(capsys, monkeypatch):
+    from harness import registry
+
+    monkeypatch.setattr(registry, "baseline_names", lambda dataset=None: [])
     status, _, err = run_cli(capsys, "run")
     assert status == 2
     assert "error: no baselines are registered yet" in err
@@ -276,7 +281,10 @@ def test_folder_options_that_are_files(tmp_path, capsys):
         assert "is a file; expected a folder" in err, argv
 
 
-def test_run_unknown_dataset_without_baselines(capsys):
+def test_run_unknown_dataset_without_baselines(capsys, monkeypatch):
+    from harness import registry
+
+    monkeypatch.setattr(registry, "baseline_names", lambda dataset=None: [])
     status, _, err = run_cli(capsys, "run", "mot17", "x")
     assert status == 2
     assert "error: no baselines are registered yet" in err

@@ -12,34 +12,43 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# The demo trains a baseline, so it installs the train extra (PyTorch, torchvision, timm).
 $(VENV)/.installed-runtime: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e '.[train]'
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.installed-runtime
 
-# The main job on bundled sample data: generate a small MOT17-style set in the official layout,
-# prepare it, evaluate its noisy tracker with the TrackEval-exact metrics, write the leaderboard.
+# The main jobs on generated sample data in the official layouts: evaluate MOT17 tracker output
+# with the TrackEval-exact metrics, train and score the CT-GNN baseline on Sewer-ML frames, and
+# write the leaderboard of both.
 demo: $(VENV)/.installed-runtime
 	rm -rf $(DEMO)
-	FIELDHARNESS_HOME=$(DEMO)/home $(BIN)/python -m harness sample mot17 --output $(DEMO)/data
-	FIELDHARNESS_HOME=$(DEMO)/home $(BIN)/python -m harness prepare mot17 --source $(DEMO)/data
+	FIELDHARNESS_HOME=$(DEMO)/home $(BIN)/python -m harness sample mot17 --output $(DEMO)/mot17
+	FIELDHARNESS_HOME=$(DEMO)/home $(BIN)/python -m harness prepare mot17 --source $(DEMO)/mot17
 	FIELDHARNESS_HOME=$(DEMO)/home $(BIN)/python -m harness eval mot17 \
-		--tracker-dir $(DEMO)/data/trackers/noisytracker --output $(DEMO)/run-noisytracker
+		--tracker-dir $(DEMO)/mot17/trackers/noisytracker --output $(DEMO)/run-noisytracker
+	FIELDHARNESS_HOME=$(DEMO)/home $(BIN)/python -m harness sample sewerml --output $(DEMO)/sewerml
+	FIELDHARNESS_HOME=$(DEMO)/home $(BIN)/python -m harness prepare sewerml \
+		--source $(DEMO)/sewerml
+	FIELDHARNESS_HOME=$(DEMO)/home $(BIN)/python -m harness run sewerml ctgnn \
+		--output $(DEMO)/run-ctgnn
 	FIELDHARNESS_HOME=$(DEMO)/home $(BIN)/python -m harness leaderboard --runs $(DEMO) \
 		--include-sample --output $(DEMO)/leaderboard.csv
-	@echo "Demo results: $(DEMO)/run-noisytracker and $(DEMO)/leaderboard.md"
+	@echo "Demo results: $(DEMO)/run-noisytracker, $(DEMO)/run-ctgnn and $(DEMO)/leaderboard.md"
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check harness motcom tests benchmarks
+	$(BIN)/ruff check harness motcom sewerml tests benchmarks
 
 benchmark: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/bench_mot_eval.py
+	$(BIN)/python benchmarks/bench_sewerml_input.py
+	$(BIN)/python benchmarks/bench_sewerml_train_step.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .hypothesis

@@ -128,25 +128,41 @@ def _declared_metrics(name: str) -> list[str]:
         return []
 
 
+SHORT_LIST = 6
+"""Lists of up to this many numbers are shown in full in the settings column."""
+
+
 def describe_settings(config: str) -> str:
     """Return a short, readable form of a run's JSON settings for the Markdown table.
 
-    Lists are shown by their length (``sequences: 21``), true flags by their name, and unset
-    values are left out; the CSV keeps the full JSON.
+    Nested settings are shown with dotted keys (``binary.epochs=2``), short lists of numbers in
+    full (``milestones=[20, 30]``), other lists by their length (``sequences: 21``), true flags
+    by their name, and unset values are left out; the CSV keeps the full JSON.
     """
     if not config or config == "{}":
         return ""
+    return ", ".join(_describe_items(json.loads(config), prefix=""))
+
+
+def _describe_items(settings: dict, prefix: str) -> list[str]:
     parts = []
-    for key, value in json.loads(config).items():
+    for key, value in settings.items():
+        name = f"{prefix}{key}"
         if value is None or value is False:
             continue
         if value is True:
-            parts.append(key)
+            parts.append(name)
+        elif isinstance(value, dict):
+            parts.extend(_describe_items(value, prefix=f"{name}."))
         elif isinstance(value, list):
-            parts.append(f"{key}: {len(value)}")
+            numbers = all(isinstance(item, int | float) for item in value)
+            if numbers and len(value) <= SHORT_LIST:
+                parts.append(f"{name}=[{', '.join(str(item) for item in value)}]")
+            else:
+                parts.append(f"{name}: {len(value)}")
         else:
-            parts.append(f"{key}={value}")
-    return ", ".join(parts)
+            parts.append(f"{name}={value}")
+    return parts
 
 
 def _metric_columns(dataset: str, groups: dict[tuple, dict[str, list[float]]]) -> list[str]:

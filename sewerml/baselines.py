@@ -164,6 +164,16 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
+RUNTIME_KEYS = ("device", "workers", "predict_splits")
+"""Config keys that choose hardware or outputs, not the method: left out of the run record's
+configuration so that runs on different machines count as one configuration (the record keeps
+the hardware separately)."""
+
+
+def _recorded_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: copy.deepcopy(value) for key, value in config.items() if key not in RUNTIME_KEYS}
+
+
 def _test_note(files: Sequence[Path]) -> str:
     from sewerml.plugin import TEST_NOTE
 
@@ -271,11 +281,10 @@ class CTGNNBaseline(_SewerMLBaseline):
                                          "best_val_loss": result.best_val_loss,
                                          **_json_ready(details)})
         files.append(metrics_path)
-        recorded = copy.deepcopy(config)
+        recorded = _recorded_config(config)
         recorded["tasks"] = list(tasks)
         if test_files:
-            recorded["note"] = _test_note(test_files)
-            logger.warning("%s", recorded["note"])
+            logger.warning("%s", _test_note(test_files))
         return EvalOutcome(dataset="sewerml", method=self.name, metrics=metrics,
                            version=manifest.version, split="val", per_item=per_item,
                            data_kind=manifest.data_kind, files=files, config=recorded)
@@ -451,11 +460,10 @@ class BenchmarkBaseline(_SewerMLBaseline):
         metrics_path = ctx.output_dir / METRICS_FILE
         atomic.write_json(metrics_path, _json_ready(details))
         files.append(metrics_path)
-        recorded = copy.deepcopy(config)
+        recorded = _recorded_config(config)
         recorded["stage"] = args.stage
         if test_files:
-            recorded["note"] = _test_note(test_files)
-            logger.warning("%s", recorded["note"])
+            logger.warning("%s", _test_note(test_files))
         method = self.name if args.stage == "both" else f"{self.name}-{args.stage}"
         return EvalOutcome(dataset="sewerml", method=method, metrics=metrics,
                            version=manifest.version, split="val", per_item=per_item,

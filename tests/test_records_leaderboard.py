@@ -107,3 +107,10 @@ def test_describe_settings_is_short():
     assert leaderboard.describe_settings(config) == (
         "benchmark=MOT17, sequences: 3, subset, threshold=0.5")
     assert leaderboard.describe_settings("{}") == ""
+
+
+def test_describe_settings_nested_and_numbers():
+    config = json.dumps({"binary": {"epochs": 2, "milestones": [30, 60, 80]},
+                         "steps": list(range(10)), "gnn": "gat"})
+    assert leaderboard.describe_settings(config) == (
+        "binary.epochs=2, binary.milestones=[30, 60, 80], steps: 10, gnn=gat")

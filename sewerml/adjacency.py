@@ -30,6 +30,7 @@ import numpy as np
 
 from harness.atomic import write_text
 from harness.errors import DataFormatError, FieldHarnessError, UnknownNameError
+from sewerml.tasks import IGNORE_INDEX
 
 __all__ = [
     "GRAPHS",
@@ -49,7 +50,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # Target value of an image without a label for a multi-class task (PyTorch's cross-entropy default).
-IGNORE_INDEX = -100
 
 # "binary": the thresholded conditional probabilities. "conditional": the conditional
 # probabilities kept only on the edges of the binary graph (CT-GNN's "reweightedCond" input).

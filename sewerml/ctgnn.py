@@ -32,6 +32,7 @@ import torchvision
 from torch import Tensor, nn
 
 from harness.errors import FieldHarnessError, UnknownNameError
+from sewerml.tasks import IGNORE_INDEX
 
 __all__ = [
     "CTGNN",
@@ -48,7 +49,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # Target value of an image without a label for a multi-class task (PyTorch's cross-entropy default).
-IGNORE_INDEX = -100
 
 # Tasks scored with a sigmoid per class and BCE; every other task is multi-class (softmax, CE).
 MULTILABEL_TASKS: frozenset[str] = frozenset({"defect"})

@@ -14,6 +14,7 @@ import numpy as np
 
 from harness.errors import FieldHarnessError, UnknownNameError
 from sewerml.classes import CIW, DEFECT_CODES
+from sewerml.tasks import IGNORE_INDEX
 
 __all__ = [
     "CTGNN_TASK_RATIOS",
@@ -28,7 +29,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # Target value of an image without a label for a multi-class task (PyTorch's cross-entropy default).
-IGNORE_INDEX = -100
 
 # CT-GNN's fixed task weights, defect : water : shape : material = 27 : 1 : 1 : 1, from the
 # training command of the CT-GNN README (Haurum et al., WACV 2022).

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import EvaluationError
+from sewerml.tasks import IGNORE_INDEX
 
 __all__ = [
     "IGNORE_INDEX",
@@ -35,7 +36,6 @@ __all__ = [
 ]
 
 # Target value of an image without a label for a task; such images are not scored.
-IGNORE_INDEX = -100
 
 
 def multiclass_metrics(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import platform
 import secrets
@@ -99,7 +100,11 @@ class RunRecord:
     def write(self, output_dir: Path) -> Path:
         """Write the record atomically to ``output_dir/record.json`` and return that path."""
         path = Path(output_dir) / RECORD_FILE
-        atomic.write_json(path, asdict(self))
+        data = asdict(self)
+        # An undefined metric (NaN) is written as null, so the file stays strict JSON.
+        data["metrics"] = _nan_to_none(data["metrics"])
+        data["per_item"] = {item: _nan_to_none(values) for item, values in data["per_item"].items()}
+        atomic.write_json(path, data)
         return path
 
     @classmethod
@@ -122,7 +127,19 @@ class RunRecord:
             if required not in data:
                 raise DataFormatError("run record lacks a required field", path=path,
                                       field=required, expected="dataset, method, metrics, kind")
-        return cls(**{k: v for k, v in data.items() if k in known})
+        record = cls(**{k: v for k, v in data.items() if k in known})
+        record.metrics = _none_to_nan(record.metrics)
+        record.per_item = {item: _none_to_nan(values) for item, values in record.per_item.items()}
+        return record
+
+
+def _nan_to_none(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {name: None if isinstance(value, float) and math.isnan(value) else value
+            for name, value in metrics.items()}
+
+
+def _none_to_nan(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {name: math.nan if value is None else value for name, value in metrics.items()}
 
 
 def new_run_dir(dataset: str, method: str, data_dir: Path | None = None) -> Path:

@@ -30,6 +30,7 @@ import random
 import shutil
 import time
 import warnings
+import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -529,6 +530,25 @@ def _restore_rng_states(states: Mapping[str, Any]) -> None:
         torch.cuda.set_rng_state_all([state.cpu() for state in cuda])
 
 
+PICKLE_PROTOCOL_MARK = 0x80
+"""First byte of a pickle of protocol 2 or later, as written by ``torch.save`` before 1.6."""
+
+
+def _looks_like_torch_file(path: Path) -> bool:
+    """Return whether ``path`` is a zip archive or a pickle: the two formats of ``torch.save``."""
+    if zipfile.is_zipfile(path):
+        return True
+    with open(path, "rb") as handle:
+        first = handle.read(1)
+    return first == bytes([PICKLE_PROTOCOL_MARK])
+
+
+def _first_line(error: BaseException, limit: int = 200) -> str:
+    """Return ``Type: message`` of an error, cut to its first line and ``limit`` characters."""
+    text = f"{type(error).__name__}: {error}".splitlines()[0]
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def _read_checkpoint(path: Path, *, weights_only: bool | None = None) -> Any:
     """Load a file with ``torch.load`` on the CPU.
 
@@ -548,12 +568,18 @@ def _read_checkpoint(path: Path, *, weights_only: bool | None = None) -> Any:
         raise FieldHarnessError(f"checkpoint {str(path)!r} not found; expected a file written "
                                 "by torch.save")
 
+    if not _looks_like_torch_file(path):
+        raise DataFormatError("not a PyTorch checkpoint", path=path,
+                              expected="a file written by torch.save (a zip archive, or a pickle "
+                                       "from PyTorch before 1.6)")
+
     safe = weights_only is not False
     try:
         return torch.load(path, map_location="cpu", weights_only=safe)
     except pickle.UnpicklingError as error:
         if not (safe and "Weights only load failed" in str(error)):
-            raise DataFormatError(f"not a PyTorch checkpoint ({error})", path=path) from None
+            raise DataFormatError(f"not a PyTorch checkpoint ({_first_line(error)})",
+                                  path=path) from None
         if weights_only:
             raise FieldHarnessError(
                 f"checkpoint {str(path)!r} contains Python objects other than tensors, so it "
@@ -561,7 +587,7 @@ def _read_checkpoint(path: Path, *, weights_only: bool | None = None) -> Any:
                 "you trust the file") from None
     except Exception as error:  # torch.load raises many types on a file that is not its format
         raise DataFormatError(
-            f"not a PyTorch checkpoint (torch.load failed: {type(error).__name__}: {error})",
+            f"not a PyTorch checkpoint (torch.load failed: {_first_line(error)})",
             path=path) from None
 
     warnings.warn(
@@ -572,7 +598,7 @@ def _read_checkpoint(path: Path, *, weights_only: bool | None = None) -> Any:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:
         raise DataFormatError(
-            f"not a PyTorch checkpoint (torch.load failed: {type(error).__name__}: {error})",
+            f"not a PyTorch checkpoint (torch.load failed: {_first_line(error)})",
             path=path) from None
 
 

@@ -238,14 +238,15 @@ class CTGNNBaseline(_SewerMLBaseline):
         tasks = self._tasks(config, train)
         logger.info("CT-GNN tasks: %s", ", ".join(tasks))
 
-        model, loss_fn, graph_file = self._build(config, train, tasks, ctx.output_dir)
-        if args.weights is not None:
-            from harness.training import load_weights
-
-            load_weights(model, args.weights)
-
         from harness.training import fit, is_main_process, load_weights, predict
+        from sewerml.adjacency import save_adjacency_csv
         from sewerml.ctgnn import probabilities
+
+        model, loss_fn, graph = self._build(config, train, tasks)
+        if args.weights is not None:
+            load_weights(model, args.weights)
+        graph_file = ctx.output_dir / "adjacency.csv"
+        save_adjacency_csv(*graph, graph_file)
 
         settings = _stage_settings(config, None, ctx.seed)
         result = fit(model, train, data["val"], loss_fn, settings, ctx.output_dir,
@@ -312,11 +313,11 @@ class CTGNNBaseline(_SewerMLBaseline):
         return tuple(requested)
 
     @staticmethod
-    def _build(config: Mapping[str, Any], train, tasks: Sequence[str], output_dir: Path):
-        """Build the graph from the training labels, the model and the loss."""
+    def _build(config: Mapping[str, Any], train, tasks: Sequence[str]):
+        """Build the model and the loss, and return the graph with its node names to save."""
         import torch
 
-        from sewerml.adjacency import build_adjacency, node_names, save_adjacency_csv
+        from sewerml.adjacency import build_adjacency, node_names
         from sewerml.ctgnn import CTGNN, CTGNNLoss
         from sewerml.losses import effective_number_weights, pos_ciw_weights, task_weights
         from sewerml.torchdata import TASK_CLASSES
@@ -325,9 +326,7 @@ class CTGNNBaseline(_SewerMLBaseline):
         labels = {task: train.targets[task] for task in tasks}
         adjacency = build_adjacency(labels, task_classes, graph=config["graph"],
                                     normalization=config["normalization"] or None)
-        graph_file = output_dir / "adjacency.csv"
-        save_adjacency_csv(adjacency, node_names({task: TASK_CLASSES[task] for task in tasks}),
-                           graph_file)
+        names = node_names({task: TASK_CLASSES[task] for task in tasks})
 
         model = CTGNN(task_classes, adjacency, gnn=config["gnn"])
         counts = train.label_counts()
@@ -342,7 +341,7 @@ class CTGNNBaseline(_SewerMLBaseline):
                                                               dtype=torch.float32),
                             class_weights=class_weights, task_weights=weights,
                             aux_weight=float(config["aux_weight"]))
-        return model, loss_fn, graph_file
+        return model, loss_fn, (adjacency, names)
 
     @staticmethod
     def _write_predictions(output_dir: Path, split: str, filenames: Sequence[str],

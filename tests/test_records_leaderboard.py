@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,18 @@ def test_describe_settings_nested_and_numbers():
                          "steps": list(range(10)), "gnn": "gat"})
     assert leaderboard.describe_settings(config) == (
         "binary.epochs=2, binary.milestones=[30, 60, 80], steps: 10, gnn=gat")
+
+
+def test_record_nan_metric_round_trip(tmp_path):
+    outcome = EvalOutcome(dataset="toy", method="m", metrics={"CR": float("nan"), "F1": 0.5},
+                          per_item={"RB": {"R": float("nan")}})
+    record = RunRecord.from_outcome(outcome, kind="eval", seed=0, started=dt.datetime.now(dt.UTC),
+                                    runtime_s=1.0, output_dir=tmp_path)
+    path = record.write(tmp_path)
+
+    text = path.read_text()
+    assert "NaN" not in text
+    read = RunRecord.read(path)
+    assert math.isnan(read.metrics["CR"])
+    assert read.metrics["F1"] == 0.5
+    assert math.isnan(read.per_item["RB"]["R"])

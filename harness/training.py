@@ -1099,6 +1099,9 @@ def _fit(
         val_sampler = _ShardSampler(len(val_data), context.rank, context.world_size)
         val_loader = _loader(val_data, settings, val_sampler, device, collate_fn)
 
+    if isinstance(loss_fn, nn.Module):
+        # A loss module's buffers (class weights, pos_weight) must sit beside the logits.
+        loss_fn.to(device)
     loop = _Loop(model=network, loss_fn=loss_fn, optimizer=optimizer, scaler=scaler,
                  context=context, precision=precision, channels_last=channels_last,
                  input_key=input_key, settings=settings, progress_bar=progress)

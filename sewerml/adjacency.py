@@ -49,8 +49,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# Target value of an image without a label for a multi-class task (PyTorch's cross-entropy default).
-
 # "binary": the thresholded conditional probabilities. "conditional": the conditional
 # probabilities kept only on the edges of the binary graph (CT-GNN's "reweightedCond" input).
 # "full": every node connected to every node, so a GAT learns the graph from attention alone.

@@ -180,6 +180,26 @@ def _test_note(files: Sequence[Path]) -> str:
     return f"{TEST_NOTE} Test predictions: {', '.join(str(f) for f in files)}."
 
 
+def _stage_loss(target: str, pos_weight):
+    """Return the BCE-with-logits loss of one benchmark stage as a module.
+
+    A module, so that the runner moves ``pos_weight`` to the training device with the model.
+    """
+    import torch
+
+    class StageLoss(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("pos_weight", pos_weight)
+
+        def forward(self, outputs, batch):
+            targets = batch[target].float().reshape(outputs.shape)
+            return torch.nn.functional.binary_cross_entropy_with_logits(
+                outputs.float(), targets, pos_weight=self.pos_weight)
+
+    return StageLoss()
+
+
 class _SewerMLBaseline(Baseline):
     """Options and data loading shared by the Sewer-ML baselines."""
 
@@ -495,10 +515,7 @@ class BenchmarkBaseline(_SewerMLBaseline):
         model = build_model(section["model"], labels.shape[1])
         if args.weights is not None:
             load_weights(model, args.weights)
-        criterion = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
-
-        def loss_fn(outputs, batch):
-            return criterion(outputs.float(), batch[target].float().reshape(outputs.shape))
+        loss_fn = _stage_loss(target, pos_weight)
 
         settings = _stage_settings(config, stage, ctx.seed)
         stage_dir.mkdir(parents=True, exist_ok=True)

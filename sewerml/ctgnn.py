@@ -48,8 +48,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# Target value of an image without a label for a multi-class task (PyTorch's cross-entropy default).
-
 # Tasks scored with a sigmoid per class and BCE; every other task is multi-class (softmax, CE).
 MULTILABEL_TASKS: frozenset[str] = frozenset({"defect"})
 

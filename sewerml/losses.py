@@ -28,8 +28,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# Target value of an image without a label for a multi-class task (PyTorch's cross-entropy default).
-
 # CT-GNN's fixed task weights, defect : water : shape : material = 27 : 1 : 1 : 1, from the
 # training command of the CT-GNN README (Haurum et al., WACV 2022).
 CTGNN_TASK_RATIOS: dict[str, float] = {"defect": 27.0, "water": 1.0, "shape": 1.0, "material": 1.0}

@@ -35,8 +35,6 @@ __all__ = [
     "multiclass_metrics",
 ]
 
-# Target value of an image without a label for a task; such images are not scored.
-
 
 def multiclass_metrics(
     targets: Any, scores_or_predictions: Any, class_names: Sequence[str]

@@ -760,3 +760,24 @@ def test_ddp_two_processes(tmp_path: Path) -> None:
 
     assert ranks[1]["predictions"] is None
     assert len(ranks[0]["predictions"]) == 15
+
+
+def test_fit_moves_loss_module(tmp_path):
+    calls = []
+
+    class RecordingLoss(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("weight", torch.ones(1))
+
+        def to(self, *args, **kwargs):
+            calls.append(args)
+            return super().to(*args, **kwargs)
+
+        def forward(self, outputs, batch):
+            return ((outputs - batch["target"]) ** 2 * self.weight).mean()
+
+    settings = TrainSettings(epochs=1, batch_size=4, device="cpu")
+    fit(mlp(), VectorData(8), None, RecordingLoss(), settings, tmp_path, progress=False)
+
+    assert calls == [(torch.device("cpu"),)]

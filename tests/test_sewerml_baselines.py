@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from _processes import run_process_group
 
 from harness.cli import main
 from sewerml.classes import DEFECT_CODES
@@ -497,8 +498,7 @@ def test_ctgnn_torchrun_two_processes(sample_home, tmp_path):
                "--output", str(output), "--set", "image_size=64", "--set", "epochs=1",
                "--set", "batch_size=4", "--data-dir", str(sample_home), "--device", "cpu"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    result = subprocess.run(command, env=env, capture_output=True, text=True,
-                            timeout=SUBPROCESS_TIMEOUT_S, check=False)
+    result = run_process_group(command, env=env, timeout=SUBPROCESS_TIMEOUT_S)
     assert result.returncode == 0, result.stderr[-4000:]
 
     assert [p.relative_to(output) for p in output.rglob("record.json")] == [Path("record.json")]

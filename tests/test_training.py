@@ -8,7 +8,6 @@ import json
 import logging
 import math
 import os
-import subprocess
 import sys
 import textwrap
 import warnings
@@ -19,6 +18,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from _processes import run_process_group  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.data import Dataset  # noqa: E402
 
@@ -736,8 +736,7 @@ def test_ddp_two_processes(tmp_path: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS="1")
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                "--standalone", str(script), str(tmp_path)]
-    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120,
-                               check=False)
+    completed = run_process_group(command, env=env, timeout=120)
     assert completed.returncode == 0, completed.stderr[-4000:]
 
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]

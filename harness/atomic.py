@@ -16,6 +16,17 @@ from pathlib import Path
 from typing import Any
 
 
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def _file_mode() -> int:
+    """Return the permission bits of a new file under the process umask (0o644 for umask 022)."""
+    return 0o666 & ~_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success rename it onto ``target``.
@@ -31,6 +42,9 @@ def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Pa
     tmp = Path(tmp_name)
     try:
         yield tmp
+        # mkstemp creates the file readable by its owner only; give it the mode a plain open()
+        # would, so a data home or run folder shared with a group stays readable.
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -66,6 +80,7 @@ def atomic_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes an owner-only folder
         old = None
         if target.exists():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")

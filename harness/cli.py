@@ -289,6 +289,12 @@ def _summary_columns(outcome) -> list[str]:
 
 
 def _print_outcome(outcome, record_path: Path) -> None:
+    if not outcome.metrics:
+        print("No scores: the split has no labels here. Written:")
+        for path in outcome.files:
+            print(f"  {path}")
+        print(f"Run record: {record_path}")
+        return
     columns = _summary_columns(outcome)
     # Rows per item (sequence, class) are printed when they carry the same metrics.
     rows = [(name, values) for name, values in outcome.per_item.items()

@@ -125,11 +125,13 @@ def add_training_arguments(
     parser.add_argument(
         "--config", default=None, metavar="FILE_OR_PRESET",
         help=f"TOML file whose values replace the defaults{preset_text} (default: the "
-             "built-in defaults)")
+             "published settings; a baseline may pick a short preset on generated sample data "
+             "and says so)")
     parser.add_argument(
         "--set", action="append", dest="overrides", default=[], metavar="KEY=VALUE",
         help="set one config value after --config, with dotted keys for nested tables, e.g. "
-             "--set optim.lr=0.01 or --set milestones=30,60,80 (repeatable)")
+             "--set lr=0.01, --set milestones=30,60,80 or --set binary.epochs=5 (repeatable; "
+             "an unknown key lists the valid ones)")
     parser.add_argument(
         "--device", type=parse_device, default=None,
         help="device to train and predict on: auto (CUDA when available, else CPU), cpu, cuda "
@@ -273,7 +275,7 @@ def _apply_override(
     key = key.strip()
     if not separator or not key:
         raise FieldHarnessError(
-            f"invalid override {text!r}; expected the form KEY=VALUE, e.g. optim.lr=0.01")
+            f"invalid override {text!r}; expected the form KEY=VALUE, e.g. lr=0.01")
 
     parts = key.split(".")
     table = config

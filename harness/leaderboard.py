@@ -39,6 +39,8 @@ class Leaderboard:
     rows: list[dict[str, object]] = field(default_factory=list)
     groups: dict[tuple, dict[str, list[float]]] = field(default_factory=dict)
     published: list[PublishedResult] = field(default_factory=list)
+    sample_runs_left_out: int = 0
+    """Runs on generated sample data, left out without ``include_sample``."""
 
 
 def _config_key(record: RunRecord) -> tuple:
@@ -65,6 +67,11 @@ def build(runs: Path, *, include_sample: bool = False) -> Leaderboard:
         record = RunRecord.read(path)
         if record.data_kind != "real" and not include_sample:
             logger.info("leaving out %s: it ran on %s data", path, record.data_kind)
+            board.sample_runs_left_out += 1
+            continue
+        if not record.metrics:
+            # E.g. test predictions written for the dataset authors to score.
+            logger.info("leaving out %s: it has no scores", path)
             continue
         datasets.add(record.dataset)
         key = _config_key(record)
@@ -209,8 +216,19 @@ def to_markdown(board: Leaderboard) -> str:
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     if not lines:
+        if board.sample_runs_left_out:
+            return (f"No runs on real data yet; {board.sample_runs_left_out} run(s) on generated "
+                    "sample data were left out (pass --include-sample to list them).\n")
         return "No runs recorded yet.\n"
     return "\n".join(lines)
+
+
+PLOT_LABEL_SETTINGS = 40
+"""Characters of the settings shown in a plot label; the Markdown table has them in full."""
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1].rstrip(", ") + "…"
 
 
 def plot(board: Leaderboard, path: Path) -> Path | None:
@@ -229,8 +247,9 @@ def plot(board: Leaderboard, path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(datasets), 1, figsize=(8, 2.5 + 1.2 * len(datasets)),
-                             squeeze=False)
+    bars = sum(1 for key in board.groups) + len(board.published)
+    fig, axes = plt.subplots(len(datasets), 1, squeeze=False,
+                             figsize=(11, 2.0 + 1.0 * len(datasets) + 0.3 * bars))
     for ax, dataset in zip(axes[:, 0], datasets, strict=True):
         metric = _metric_columns(dataset, board.groups)[0]
         labels, means, errors, colors = [], [], [], []
@@ -240,7 +259,7 @@ def plot(board: Leaderboard, path: Path) -> Path | None:
                 continue
             # One bar per table row: the settings tell apart runs of one method on different
             # sequence sets or thresholds.
-            settings = describe_settings(key[4])
+            settings = _shorten(describe_settings(key[4]), PLOT_LABEL_SETTINGS)
             labels.append(f"{key[3]} ({key[2] or '-'}{', ' + settings if settings else ''})")
             means.append(statistics.fmean(values))
             errors.append(statistics.stdev(values) if len(values) > 1 else 0.0)

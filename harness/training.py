@@ -817,6 +817,7 @@ def _write_history(history: Sequence[Mapping[str, Any]], target: Path) -> None:
 def _plot_history(history: Sequence[Mapping[str, Any]], target: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     figure = Figure(figsize=(6, 4), dpi=100)
     FigureCanvasAgg(figure)
@@ -827,6 +828,7 @@ def _plot_history(history: Sequence[Mapping[str, Any]], target: Path) -> None:
         val = [math.nan if row.get("val_loss") is None else row["val_loss"] for row in history]
         axes.plot(epochs, val, marker="o", label="validation")
     axes.set_xlabel("epoch")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_ylabel("loss")
     axes.legend()
     axes.grid(alpha=0.3)

@@ -149,6 +149,14 @@ def _score_defects(targets: np.ndarray, scores: np.ndarray, threshold: float,
     return metrics, results, plot
 
 
+def _plot_confusion(scored: Mapping[str, Any], path: Path, title: str) -> Path:
+    """Plot the confusion matrix of a ``sewerml.multiclass`` result."""
+    from sewerml.plots import plot_confusion_matrix
+
+    return plot_confusion_matrix(np.asarray(scored["CM"]), scored["class_names"], path,
+                                 title=title)
+
+
 def _json_ready(value: Any) -> Any:
     """Convert numpy values for JSON, with NaN (an undefined metric) as ``null``."""
     if isinstance(value, np.ndarray):
@@ -383,7 +391,6 @@ class CTGNNBaseline(_SewerMLBaseline):
                output_dir: Path):
         """Score the defect task officially and the other tasks by MF1, mF1 and confusion."""
         from sewerml.multiclass import multiclass_metrics
-        from sewerml.plots import plot_confusion_matrix
         from sewerml.torchdata import TASK_CLASSES
 
         metrics, results, f2_plot = _score_defects(
@@ -402,9 +409,8 @@ class CTGNNBaseline(_SewerMLBaseline):
             prefix = TASK_PREFIX[task]
             metrics[f"{prefix}-MF1"] = _percent(scored["MF1"])
             metrics[f"{prefix}-mF1"] = _percent(scored["mF1"])
-            plots.append(plot_confusion_matrix(
-                np.asarray(scored["CM"]), names,
-                output_dir / f"confusion_{task}.png", title=f"CT-GNN {task} on Sewer-ML Val"))
+            plots.append(_plot_confusion(scored, output_dir / f"confusion_{task}.png",
+                                         f"CT-GNN {task} on Sewer-ML Val"))
         return metrics, per_item, details, plots
 
 
@@ -544,7 +550,13 @@ class BenchmarkBaseline(_SewerMLBaseline):
             files.append(write_binary_predictions(
                 dataset.filenames, binary, output_dir / f"benchmark_{official}_binary.csv"))
             if stage == "binary":
-                return files, *BenchmarkBaseline._score_binary(dataset, binary, threshold)
+                if not dataset.has_labels:
+                    return files, {}, {}, {}
+                metrics, per_item, scored = BenchmarkBaseline._score_binary(dataset, binary,
+                                                                            threshold)
+                plot = _plot_confusion(scored, output_dir / "confusion_binary.png",
+                                       f"Sewer-ML first stage on {official}")
+                return [*files, plot], metrics, per_item, scored
         multilabel = scores["multilabel"][split]
         if stage == "both":
             multilabel = combine_replace(binary, multilabel, threshold=threshold)

@@ -114,7 +114,8 @@ def read_predictions(path: str | PathLike[str]) -> pl.DataFrame:
         scores = text.cast(pl.Float64, strict=False)
         invalid = (scores.is_null() | scores.is_nan() | (scores < 0) | (scores > 1)).fill_null(True)
         for line, value in zip(lines.filter(invalid), text.filter(invalid), strict=True):
-            problems.append(f"line {line} column {code} value {value!r}")
+            shown = "empty" if value is None or value == "" else f"value {value!r}"
+            problems.append(f"line {line} column {code} {shown}")
         frame = frame.with_columns(scores.alias(code))
     if problems:
         raise EvaluationError(f"{path}: invalid score(s): {_listed(problems)}; expected "
@@ -136,12 +137,23 @@ def _join(predictions: pl.DataFrame, labels: pl.DataFrame, split: str, path: Pat
     if missing:
         raise EvaluationError(
             f"{path}: no prediction for {len(missing)} of the {len(label_names)} {split} images: "
-            f"{_listed(missing)}; expected one row per image of the split")
+            f"{_listed(missing)}; expected one row per image of the split"
+            f"{_mismatch_hint(predicted_names, label_names, split)}")
     if extra:
         raise EvaluationError(
             f"{path}: {len(extra)} prediction row(s) for images not in the {split} split: "
             f"{_listed(extra)}; remove them or pass the --split they belong to")
     return labels.join(predictions, on="Filename", how="left", suffix="_score").sort("Filename")
+
+
+def _mismatch_hint(predicted: set[str], expected: set[str], split: str) -> str:
+    """Suggest the likely cause when the predicted file names miss the split's images."""
+    if predicted & expected:
+        return ""
+    if {f"{name}.png" for name in predicted} & expected:
+        return " (the predictions name images without the .png extension)"
+    return (f" (none of the predicted file names is a {split} image: are these predictions for "
+            "another --split?)")
 
 
 def _json_value(value: Any) -> Any:

@@ -66,10 +66,10 @@ SPLITS = (
 CONFIGS = (
     ConfigSpec(
         "labels",
-        "One row per image: the split, Filename, the image (a path relative to the source "
-        "root, or 'archive.zip::member' for an image read in place from an official zip "
-        "archive), the 17 defect labels, Defect, VA, ND, WaterLevel (percent), and Shape and "
-        "Material where the CSV has them.",
+        "One row per image: the split, Filename, the image (its file, or 'archive.zip::member' "
+        "for an image read in place from an official zip archive; stored relative to the "
+        "source root, loaded as an absolute path), the 17 defect labels, Defect, VA, ND, "
+        "WaterLevel (percent), and Shape and Material where the CSV has them.",
         LABELS_SCHEMA,
         default=True,
         image_columns=("image",),
@@ -94,7 +94,7 @@ SEWERML_SPEC = DatasetSpec(
                 "sewer inspections with 17 defect classes (DANVA codes), scored with F2_CIW "
                 "and F1_Normal.",
     homepage=HOMEPAGE,
-    license=LICENSE + " (non-commercial; access by request form; redistribution not allowed)",
+    license=LICENSE + " (non-commercial; access by request form)",
     redistributable=False,
     citation=CITATION,
     versions=(

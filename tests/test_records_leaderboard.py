@@ -130,3 +130,31 @@ def test_record_nan_metric_round_trip(tmp_path):
     assert math.isnan(read.metrics["CR"])
     assert read.metrics["F1"] == 0.5
     assert math.isnan(read.per_item["RB"]["R"])
+
+
+def test_leaderboard_hints_sample_runs(tmp_path):
+    _write_run(tmp_path, "a", data_kind="sample")
+    _write_run(tmp_path, "b", data_kind="sample", seed=1)
+
+    board = leaderboard.build(tmp_path)
+
+    assert board.sample_runs_left_out == 2
+    assert leaderboard.to_markdown(board) == (
+        "No runs on real data yet; 2 run(s) on generated sample data were left out (pass "
+        "--include-sample to list them).\n")
+
+
+def test_leaderboard_skips_runs_without_scores(tmp_path):
+    _write_run(tmp_path, "scored")
+    outcome = EvalOutcome(dataset="toyset", method="submission", metrics={}, version="v1",
+                          split="test")
+    record = RunRecord.from_outcome(outcome, kind="eval", seed=0,
+                                    started=dt.datetime(2026, 1, 2, tzinfo=dt.UTC),
+                                    runtime_s=1.0, output_dir=tmp_path / "unscored")
+    (tmp_path / "unscored").mkdir()
+    record.write(tmp_path / "unscored")
+
+    board = leaderboard.build(tmp_path)
+
+    assert [key[3] for key in board.groups] == ["tracker"]
+    assert "submission" not in leaderboard.to_markdown(board)

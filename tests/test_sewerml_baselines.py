@@ -314,10 +314,10 @@ def test_ctgnn_unknown_key_lists_epochs(sample_home, tmp_path, capsys):
 
 
 def test_benchmark_binary_stage(sample_home, tmp_path, capsys):
+    # The default prediction splits include the unlabelled test split.
     output = tmp_path / "run"
     status, _, err = run_cli(capsys, "run", "sewerml", "benchmark", "--stage", "binary",
-                             "--output", output, "--data-dir", sample_home, *BENCHMARK_TINY,
-                             *VAL_ONLY)
+                             "--output", output, "--data-dir", sample_home, *BENCHMARK_TINY)
     assert status == 0, err
     record = read_record(output)
     assert record["method"] == "benchmark-binary"
@@ -332,6 +332,8 @@ def test_benchmark_binary_stage(sample_home, tmp_path, capsys):
     assert frame["Defect"].is_between(0.0, 1.0).all()
     assert not (output / "benchmark-multilabel_Val_sigmoid.csv").exists()
     assert not (output / "binary").exists()
+    assert (output / "benchmark_Test_binary.csv").is_file()
+    assert (output / "confusion_binary.png").is_file()
 
 
 def test_benchmark_multilabel_stage(sample_home, tmp_path, capsys):

@@ -198,6 +198,35 @@ def test_same_count_other_images(prepared: Path, tmp_path: Path) -> None:
         run(tmp_path, path)
 
 
+def test_predictions_of_other_split(prepared: Path, tmp_path: Path) -> None:
+    train_names, scores = noisy_scores("train")
+    path = write_predictions(tmp_path / "p.csv", train_names[:IMAGES], scores[:IMAGES])
+    with pytest.raises(EvaluationError, match=r"none of the predicted file names is a val image: "
+                                              r"are these predictions for another --split\?"):
+        run(tmp_path, path)
+
+
+def test_predictions_without_png_suffix(prepared: Path, tmp_path: Path) -> None:
+    names, scores = noisy_scores("val")
+    stems = [name.removesuffix(".png") for name in names]
+    path = write_predictions(tmp_path / "p.csv", stems, scores)
+    with pytest.raises(EvaluationError, match=r"the predictions name images without the \.png "
+                                              r"extension"):
+        run(tmp_path, path)
+
+
+def test_empty_score_cell(prepared: Path, tmp_path: Path) -> None:
+    names, scores = noisy_scores("val")
+    path = write_predictions(tmp_path / "p.csv", names, scores)
+    lines = path.read_text().splitlines()
+    cells = lines[1].split(",")
+    cells[1] = ""
+    lines[1] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(EvaluationError, match=r"line 2 column RB empty; expected probabilities"):
+        run(tmp_path, path)
+
+
 def test_duplicate_prediction_rows(prepared: Path, tmp_path: Path) -> None:
     names, scores = noisy_scores("val")
     path = write_predictions(tmp_path / "p.csv", [*names, names[3]],
@@ -296,7 +325,8 @@ def test_cli_eval_val(prepared: Path, tmp_path: Path, capsys: pytest.CaptureFixt
     assert "Run record:" in capsys.readouterr().out
 
 
-def test_cli_eval_test(prepared: Path, tmp_path: Path) -> None:
+def test_cli_eval_test(prepared: Path, tmp_path: Path,
+                      capsys: pytest.CaptureFixture) -> None:
     names, scores = noisy_scores("test")
     path = write_predictions(tmp_path / "p.csv", names, scores)
     out = tmp_path / "run"
@@ -305,6 +335,9 @@ def test_cli_eval_test(prepared: Path, tmp_path: Path) -> None:
     assert code == 0
     assert (out / "sewerml_Test_sigmoid.csv").is_file()
     assert json.loads((out / "record.json").read_text())["metrics"] == {}
+    printed = capsys.readouterr().out
+    assert "No scores: the split has no labels here. Written:" in printed
+    assert "COMBINED" not in printed
 
 
 def test_cli_eval_rejects_bad_predictions(prepared: Path, tmp_path: Path,

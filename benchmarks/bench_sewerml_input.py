@@ -3,7 +3,8 @@
 Usage::
 
     .venv/bin/python benchmarks/bench_sewerml_input.py [--images 400] [--repeats 3]
-        [--image-size 224] [--seed 0] [--root DIR] [--output FILE]
+        [--image-size 224] [--seed 0] [--zip-compression stored|deflated] [--root DIR]
+        [--output FILE]
 
 The script writes one synthetic sample (``sewerml.sample``, real Sewer-ML frame sizes) twice
 with the same seed, once with ``Train/``-style image folders and once as the official zip
@@ -22,11 +23,13 @@ result as JSON (default ``benchmarks/results/sewerml_input.json``, git-ignored).
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +63,30 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def _prepare(root: Path, images: int, seed: int) -> dict[str, Path]:
+ZIP_COMPRESSION = {"stored": zipfile.ZIP_STORED, "deflated": zipfile.ZIP_DEFLATED}
+"""How the members of the zip archives are stored. The official archives' setting is not known
+here; PNG data barely shrinks under deflate, but reading a deflated member costs inflation."""
+
+
+def _repack(source: Path, compression: int) -> None:
+    """Rewrite every zip archive under ``source`` with the given member compression."""
+    for archive in sorted(source.rglob("*.zip")):
+        repacked = archive.with_suffix(".repack")
+        with zipfile.ZipFile(archive) as old, zipfile.ZipFile(repacked, "w", compression) as new:
+            for member in old.infolist():
+                new.writestr(member.filename, old.read(member))
+        os.replace(repacked, archive)
+
+
+def _prepare(root: Path, images: int, seed: int, compression: str) -> dict[str, Path]:
     """Write and prepare the sample in both layouts; return the data home of each."""
     homes = {}
     for label, layout in LAYOUTS.items():
         started = time.perf_counter()
         source = write_sewerml_sample(root / layout / "src", seed=seed, images_per_split=images,
                                       layout=layout)
+        if layout == "zip":
+            _repack(source, ZIP_COMPRESSION[compression])
         homes[label] = root / layout / "home"
         prepare_dataset("sewerml", source, data_dir=homes[label], progress=False)
         print(f"wrote and prepared the {layout} sample ({3 * images} images) in "
@@ -87,9 +107,10 @@ def _time_pass(dataset: SewerMLImages, stage: str) -> tuple[float, float]:
     return time.process_time() - cpu_start, time.perf_counter() - wall_start
 
 
-def run(images: int, repeats: int, image_size: int, seed: int, root: Path) -> dict[str, Any]:
+def run(images: int, repeats: int, image_size: int, seed: int, root: Path,
+        compression: str = "stored") -> dict[str, Any]:
     torch.set_num_threads(1)
-    homes = _prepare(root, images, seed)
+    homes = _prepare(root, images, seed, compression)
     datasets = {label: SewerMLImages("train", transform=train_transform(image_size),
                                      data_dir=home)
                 for label, home in homes.items()}
@@ -125,6 +146,7 @@ def run(images: int, repeats: int, image_size: int, seed: int, root: Path) -> di
         "images": count,
         "repeats": repeats,
         "image_size": image_size,
+        "zip_compression": compression,
         "seed": seed,
         "torch_threads": torch.get_num_threads(),
         "rates_images_per_second": rates,
@@ -170,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, default=224,
                         help="side of the resized image in pixels (default 224)")
     parser.add_argument("--seed", type=int, default=0, help="sample seed (default 0)")
+    parser.add_argument("--zip-compression", choices=tuple(ZIP_COMPRESSION), default="stored",
+                        help="member compression of the zip archives (default: stored)")
     parser.add_argument("--root", type=Path, default=None,
                         help="folder for the samples and data homes (default: a temporary one)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
@@ -180,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench-sewerml-") as scratch:
         root = args.root if args.root is not None else Path(scratch)
-        result = run(args.images, args.repeats, args.image_size, args.seed, root)
+        result = run(args.images, args.repeats, args.image_size, args.seed, root,
+                     args.zip_compression)
     print_table(result)
     write_json(args.output, result)
     print(f"\nwrote {args.output}")

@@ -88,8 +88,10 @@ def cooccurrence(labels: Mapping[str, np.ndarray], task_classes: Mapping[str, in
             "in every task"
         )
 
-    stacked = np.concatenate(blocks, axis=1)
-    return stacked.T @ stacked
+    # Integer matrix products do not use BLAS and take seconds per million images; float64
+    # products of 0/1 entries are exact (every partial sum is an integer below 2**53).
+    stacked = np.concatenate(blocks, axis=1).astype(np.float64)
+    return np.rint(stacked.T @ stacked).astype(np.int64)
 
 
 def conditional_probability(cooc: np.ndarray) -> np.ndarray:

@@ -30,6 +30,7 @@ from harness.config import add_training_arguments, load_config
 from harness.errors import FieldHarnessError, MissingDependencyError, UnknownNameError
 from harness.plugin import Baseline, EvalOutcome, RunContext
 from sewerml.classes import DEFECT_CODES
+from sewerml.plugin import TASK_PREFIX
 from sewerml.spec import SPLIT_FILES
 
 __all__ = ["BenchmarkBaseline", "CTGNNBaseline", "PRESETS"]
@@ -45,8 +46,6 @@ generated sample data."""
 
 METRICS_FILE = "metrics.json"
 STAGES = ("both", "binary", "multilabel")
-TASK_PREFIX = {"water": "W", "shape": "S", "material": "M"}
-"""Prefix of a multi-class task's metrics in the CT-GNN paper's tables (``W-MF1``, ``S-mF1``)."""
 
 
 def _preset_paths(method: str) -> dict[str, Path]:

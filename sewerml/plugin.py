@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
 from typing import Any, ClassVar
@@ -29,9 +30,11 @@ from harness.plugin import (
 from harness.spec import DatasetSpec
 from sewerml.classes import COLUMNS, DEFECT_CODES
 from sewerml.metrics import COUNT_METRICS, SCORE_METRICS, evaluate
+from sewerml.multiclass import multiclass_metrics
 from sewerml.prepare import read_sewerml_source
 from sewerml.sample import write_sewerml_sample
 from sewerml.spec import SEWERML_SPEC, SPLIT_FILES
+from sewerml.tasks import IGNORE_INDEX, TASK_CLASSES, bin_water_level
 
 __all__ = ["SewerMLEvaluator", "SewerMLPlugin", "read_predictions"]
 
@@ -43,6 +46,12 @@ ROWS_LISTED = 5
 """Rows or file names listed in a prediction error message; the rest are only counted."""
 
 HEADLINE_METRICS = (*COUNT_METRICS, *SCORE_METRICS)
+SCORED_TASKS = ("defect", "water", "shape", "material")
+TASK_COLUMNS = {"water": "WaterLevel", "shape": "Shape", "material": "Material"}
+"""CSV column behind each multi-class task."""
+TASK_PREFIX = {"water": "W", "shape": "S", "material": "M"}
+"""Prefix of a multi-class task's metrics, as in the CT-GNN paper's tables (``W-MF1``)."""
+TASK_METRICS = ("MF1", "mF1", "MP", "MR")
 PER_CLASS_METRICS = ("precision", "recall", "F1", "F2")
 
 # The Codalab leaderboard that the official repository (bitbucket.org/aauvap/sewer-ml) links
@@ -61,24 +70,32 @@ def _listed(items: list[str]) -> str:
     return text
 
 
-def read_predictions(path: str | PathLike[str]) -> pl.DataFrame:
-    """Read a prediction CSV: ``Filename`` and the 17 class scores, columns in any order.
+def read_predictions(path: str | PathLike[str], columns: Sequence[str] = DEFECT_CODES,
+                     *, probabilities: bool = True) -> pl.DataFrame:
+    """Read a prediction CSV: ``Filename`` and one score per class, columns in any order.
 
-    This is the format the official ``inference.py`` writes (sigmoid probabilities). Other
-    columns, such as a pandas index, are ignored.
+    For the defect task this is the format the official ``inference.py`` writes (sigmoid
+    probabilities). Other columns, such as a pandas index, are ignored.
+
+    Args:
+        path: The CSV file.
+        columns: The class columns: the 17 defect codes, or the class names of a multi-class
+            task (``sewerml.tasks.TASK_CLASSES``).
+        probabilities: Require scores in [0, 1]; otherwise any finite number (scores that are
+            only compared by argmax) is accepted.
 
     Returns:
-        ``Filename`` (string) and the 17 codes (Float64) in ``DEFECT_CODES`` order.
+        ``Filename`` (string) and the class columns (Float64) in ``columns`` order.
 
     Raises:
         EvaluationError: The file is missing or unreadable, a column is missing, a file name is
-            empty or repeated, or a score is not a number, NaN or outside [0, 1]. The message
+            empty or repeated, or a score is not a number, NaN or out of range. The message
             names the file lines (the header is line 1).
     """
     path = Path(path)
     if not path.is_file():
         raise EvaluationError(f"predictions file {path} not found; pass --predictions the CSV "
-                              "with Filename and the 17 class scores")
+                              "with Filename and one score per class")
     raw = path.read_bytes().removeprefix(b"\xef\xbb\xbf").replace(b"\r\n", b"\n")
     try:
         frame = pl.read_csv(raw, infer_schema=False)
@@ -86,13 +103,14 @@ def read_predictions(path: str | PathLike[str]) -> pl.DataFrame:
         raise EvaluationError(f"{path}: unreadable CSV file: {err}") from err
     frame = frame.rename({name: name.strip() for name in frame.columns})
 
-    missing = [name for name in ("Filename", *DEFECT_CODES) if name not in frame.columns]
+    missing = [name for name in ("Filename", *columns) if name not in frame.columns]
     if missing:
         raise EvaluationError(
-            f"{path}: missing column(s) {', '.join(missing)}; expected Filename and the 17 "
-            f"class columns {', '.join(DEFECT_CODES)} (found: {', '.join(frame.columns)})"
+            f"{path}: missing column(s) {', '.join(missing)}; expected Filename and the "
+            f"{len(columns)} class columns {', '.join(columns)} (found: "
+            f"{', '.join(frame.columns)})"
         )
-    frame = frame.select("Filename", *DEFECT_CODES)
+    frame = frame.select("Filename", *columns)
     frame = frame.with_columns(pl.col("Filename").str.strip_chars())
 
     lines = pl.Series("line", np.arange(2, frame.height + 2))
@@ -109,17 +127,22 @@ def read_predictions(path: str | PathLike[str]) -> pl.DataFrame:
                               "per image")
 
     problems = []
-    for code in DEFECT_CODES:
+    for code in columns:
         text = frame[code].str.strip_chars()
         scores = text.cast(pl.Float64, strict=False)
-        invalid = (scores.is_null() | scores.is_nan() | (scores < 0) | (scores > 1)).fill_null(True)
-        for line, value in zip(lines.filter(invalid), text.filter(invalid), strict=True):
+        invalid = scores.is_null() | scores.is_nan() | scores.is_infinite()
+        if probabilities:
+            invalid = invalid | (scores < 0) | (scores > 1)
+        for line, value in zip(lines.filter(invalid.fill_null(True)),
+                               text.filter(invalid.fill_null(True)), strict=True):
             shown = "empty" if value is None or value == "" else f"value {value!r}"
             problems.append(f"line {line} column {code} {shown}")
         frame = frame.with_columns(scores.alias(code))
     if problems:
+        expected = ("probabilities from 0 to 1 (sigmoid outputs)" if probabilities
+                    else "finite numbers (probabilities or logits)")
         raise EvaluationError(f"{path}: invalid score(s): {_listed(problems)}; expected "
-                              "probabilities from 0 to 1 (sigmoid outputs)")
+                              f"{expected}")
     return frame
 
 
@@ -199,6 +222,11 @@ class SewerMLEvaluator(Evaluator):
         parser.add_argument("--threshold", type=float, default=0.5,
                             help="a class is predicted when its score is >= this value "
                                  "(default: 0.5, as in the benchmark)")
+        parser.add_argument("--task", choices=SCORED_TASKS, default="defect",
+                            help="task the predictions are for (default: defect, the 17 "
+                                 "classes); water, shape or material take a CSV with Filename "
+                                 "and one score per class of that task, as `run sewerml ctgnn` "
+                                 "writes it, scored by macro and micro F1")
         parser.add_argument("--method", default=None, metavar="NAME",
                             help="name of the method in the run record (default: the "
                                  "predictions file's name without extension)")
@@ -227,6 +255,9 @@ class SewerMLEvaluator(Evaluator):
         path = Path(args.predictions)
         manifest = read_manifest("sewerml", version=getattr(args, "dataset_version", None),
                                  data_dir=ctx.data_dir)
+        task = getattr(args, "task", "defect")
+        if task != "defect":
+            return self._evaluate_task(task, args, ctx, manifest)
         labels = pl.from_arrow(read_prepared_table(
             "sewerml", "labels", split, version=manifest.version, data_dir=ctx.data_dir,
             columns=["Filename", *DEFECT_CODES]))
@@ -254,12 +285,69 @@ class SewerMLEvaluator(Evaluator):
             "columns": list(COLUMNS),
             **{key: _json_value(value) for key, value in results.items()},
         })
+        from sewerml.plots import plot_per_class_f2
+
+        plot = plot_per_class_f2(results, ctx.output_dir / "per_class_f2.png",
+                                 title=f"{self.method_name(args)} on Sewer-ML {split}")
         return EvalOutcome(
             metrics={name: _percent(results[name]) for name in HEADLINE_METRICS},
             per_item=_per_class(results),
-            files=[metrics_path],
+            files=[metrics_path, plot],
             config=config,
             **common,
+        )
+
+    def _evaluate_task(self, task: str, args: argparse.Namespace, ctx: RunContext,
+                       manifest) -> EvalOutcome:
+        """Score water-level, shape or material predictions by argmax against the labels."""
+        from harness.storage import read_prepared_table
+
+        split = args.split
+        path = Path(args.predictions)
+        if split == "test":
+            raise EvaluationError(f"{path}: Sewer-ML test labels are withheld, so {task} "
+                                  "predictions can only be scored on val or train")
+        column = TASK_COLUMNS[task]
+        labels = pl.from_arrow(read_prepared_table(
+            "sewerml", "labels", split, version=manifest.version, data_dir=ctx.data_dir,
+            columns=["Filename", column]))
+        if labels[column].null_count() == labels.height:
+            raise EvaluationError(f"the prepared {split} split has no {column} labels (the "
+                                  f"CSVs had no {column} column), so {task} cannot be scored")
+        names = TASK_CLASSES[task]
+        predictions = read_predictions(path, names, probabilities=False)
+        joined = _join(predictions, labels, split, path)
+
+        values = joined[column]
+        if task == "water":
+            targets = bin_water_level(values.cast(pl.Float64).to_numpy())
+        else:
+            targets = values.cast(pl.Int64).fill_null(IGNORE_INDEX).to_numpy()
+        results = multiclass_metrics(targets, joined.select(names).to_numpy(), names)
+
+        ctx.output_dir.mkdir(parents=True, exist_ok=True)
+        metrics_path = ctx.output_dir / METRICS_FILE
+        atomic.write_json(metrics_path, {"split": split, "task": task,
+                                         "images": joined.height,
+                                         **{key: _json_value(value)
+                                            for key, value in results.items()}})
+        from sewerml.plots import plot_confusion_matrix
+
+        plot = plot_confusion_matrix(np.asarray(results["CM"]), names,
+                                     ctx.output_dir / f"confusion_{task}.png",
+                                     title=f"{self.method_name(args)}: {task} on {split}")
+        prefix = TASK_PREFIX[task]
+        per_item = {name: {"precision": _percent(results["precision"][k]),
+                           "recall": _percent(results["recall"][k]),
+                           "F1": _percent(results["F1"][k]),
+                           "Ng": float(results["Ng"][k])}
+                    for k, name in enumerate(names)}
+        return EvalOutcome(
+            dataset="sewerml", method=self.method_name(args),
+            metrics={f"{prefix}-{name}": _percent(results[name]) for name in TASK_METRICS},
+            version=manifest.version, split=split, per_item=per_item,
+            data_kind=manifest.data_kind, files=[metrics_path, plot],
+            config={"task": task, "split": split},
         )
 
 

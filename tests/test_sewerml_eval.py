@@ -109,7 +109,8 @@ def test_val_outcome_fields(prepared: Path, tmp_path: Path) -> None:
     assert outcome.version == "2021"
     assert outcome.data_kind == "sample"
     assert outcome.config == {"threshold": 0.5, "split": "val"}
-    assert outcome.files == [tmp_path / "out" / "metrics.json"]
+    assert outcome.files == [tmp_path / "out" / "metrics.json",
+                             tmp_path / "out" / "per_class_f2.png"]
 
 
 def test_metrics_json_contents(prepared: Path, tmp_path: Path) -> None:
@@ -348,3 +349,96 @@ def test_cli_eval_rejects_bad_predictions(prepared: Path, tmp_path: Path,
                  str(tmp_path / "run")])
     assert code == 2
     assert f"no prediction for 1 of the {IMAGES} val images" in capsys.readouterr().err
+
+
+# --- water level, shape and material ----------------------------------------------------------
+
+
+@pytest.fixture
+def prepared_properties(tmp_path: Path) -> Path:
+    root = write_sewerml_sample(tmp_path / "src", seed=2, images_per_split=IMAGES,
+                                properties=True)
+    prepare_dataset("sewerml", root, progress=False)
+    return root
+
+
+def one_hot_scores(indices: np.ndarray, classes: int) -> np.ndarray:
+    return np.eye(classes)[indices]
+
+
+def test_water_predictions_scored(prepared: Path, tmp_path: Path) -> None:
+    from sewerml.multiclass import multiclass_metrics
+    from sewerml.tasks import WATER_LEVEL_CLASSES, bin_water_level
+
+    labels = labels_of("val").sort("Filename")
+    truth = bin_water_level(labels["WaterLevel"].to_numpy())
+    guessed = truth.copy()
+    guessed[:3] = (guessed[:3] + 1) % 4
+    path = write_predictions(tmp_path / "water.csv", labels["Filename"].to_list(),
+                             one_hot_scores(guessed, 4), WATER_LEVEL_CLASSES)
+
+    outcome = run(tmp_path, path, "--task", "water")
+
+    expected = multiclass_metrics(truth, guessed, WATER_LEVEL_CLASSES)
+    assert outcome.metrics["W-MF1"] == pytest.approx(100 * expected["MF1"])
+    assert outcome.metrics["W-mF1"] == pytest.approx(100 * (IMAGES - 3) / IMAGES)
+    assert outcome.config == {"task": "water", "split": "val"}
+    assert (tmp_path / "out" / "confusion_water.png").is_file()
+    saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert np.asarray(saved["CM"]).sum() == IMAGES
+
+
+def test_shape_predictions_scored(prepared_properties: Path, tmp_path: Path) -> None:
+    from sewerml.tasks import SHAPE_CLASSES
+
+    labels = labels_of("val").sort("Filename")
+    truth = labels["Shape"].to_numpy()
+    path = write_predictions(tmp_path / "shape.csv", labels["Filename"].to_list(),
+                             one_hot_scores(truth, 6) * 7.5 - 2.0, SHAPE_CLASSES)
+
+    outcome = run(tmp_path, path, "--task", "shape")
+
+    assert outcome.metrics["S-MF1"] == pytest.approx(100.0)
+    assert outcome.metrics["S-mF1"] == pytest.approx(100.0)
+
+
+def test_shape_without_labels_rejected(prepared: Path, tmp_path: Path) -> None:
+    from sewerml.tasks import SHAPE_CLASSES
+
+    names = labels_of("val")["Filename"].to_list()
+    path = write_predictions(tmp_path / "shape.csv", names,
+                             one_hot_scores(np.zeros(len(names), int), 6), SHAPE_CLASSES)
+    with pytest.raises(EvaluationError, match=r"the prepared val split has no Shape labels"):
+        run(tmp_path, path, "--task", "shape")
+
+
+def test_task_on_test_split_rejected(prepared: Path, tmp_path: Path) -> None:
+    from sewerml.tasks import WATER_LEVEL_CLASSES
+
+    names = labels_of("test")["Filename"].to_list()
+    path = write_predictions(tmp_path / "water.csv", names,
+                             one_hot_scores(np.zeros(len(names), int), 4), WATER_LEVEL_CLASSES)
+    with pytest.raises(EvaluationError, match=r"test labels are withheld, so water predictions "
+                                              r"can only be scored on val or train"):
+        run(tmp_path, path, "--task", "water", "--split", "test")
+
+
+def test_task_missing_class_column(prepared: Path, tmp_path: Path) -> None:
+    names = labels_of("val")["Filename"].to_list()
+    path = write_predictions(tmp_path / "water.csv", names, np.zeros((len(names), 3)),
+                             ("0%<5%", "5-15%", "15-30%"))
+    with pytest.raises(EvaluationError, match=r"missing column\(s\) 30%<=; expected Filename "
+                                              r"and the 4 class columns"):
+        run(tmp_path, path, "--task", "water")
+
+
+def test_task_scores_may_be_logits(prepared: Path, tmp_path: Path) -> None:
+    from sewerml.tasks import WATER_LEVEL_CLASSES
+
+    names = labels_of("val")["Filename"].to_list()
+    scores = np.full((len(names), 4), -3.0)
+    scores[2, 1] = float("inf")
+    path = write_predictions(tmp_path / "water.csv", names, scores, WATER_LEVEL_CLASSES)
+    with pytest.raises(EvaluationError, match=r"line 4 column 5-15% value 'inf'; expected finite "
+                                              r"numbers"):
+        run(tmp_path, path, "--task", "water")

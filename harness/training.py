@@ -677,6 +677,7 @@ def load_weights(
     *,
     strict: bool = True,
     prefix: str | None = None,
+    skip: Sequence[str] = (),
     weights_only: bool | None = None,
 ) -> None:
     """Load model weights from a local checkpoint into ``model`` (unwrapped from DDP).
@@ -693,6 +694,8 @@ def load_weights(
             for a Lightning module that stores the network as ``self.model``). ``None`` tries the
             keys as they are and then without a ``module.`` prefix that every key has (a model
             saved while wrapped in ``DistributedDataParallel``).
+        skip: Key prefixes left out on both sides and left as initialised in ``model``, e.g.
+            ``("fc.",)`` to start a network from ImageNet weights with a new classifier.
         weights_only: See :func:`torch.load`. ``None`` (default) first loads with
             ``weights_only=True`` and falls back to a full load with a warning for files that hold
             other Python objects.
@@ -705,8 +708,9 @@ def load_weights(
     path = Path(path)
     module = _unwrap(model)
     state = _state_dict_of(_read_checkpoint(path, weights_only=weights_only), path)
-    model_keys = set(module.state_dict())
+    model_keys = {key for key in module.state_dict() if not key.startswith(tuple(skip))}
     state = _select_keys(state, model_keys, prefix, path)
+    state = {key: value for key, value in state.items() if not key.startswith(tuple(skip))}
 
     missing, unexpected = _key_mismatch(model_keys, set(state))
     if strict and (missing or unexpected):
@@ -716,7 +720,7 @@ def load_weights(
             f"(first: {', '.join(unexpected[:5]) or 'none'}); check the architecture, or pass "
             "prefix= for keys with a prefix such as 'model.'")
     try:
-        module.load_state_dict(state, strict=strict)
+        module.load_state_dict(state, strict=strict and not skip)
     except RuntimeError as error:
         details = " ".join(str(error).split())
         raise FieldHarnessError(

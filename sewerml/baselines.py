@@ -148,6 +148,38 @@ def _score_defects(targets: np.ndarray, scores: np.ndarray, threshold: float,
     return metrics, results, plot
 
 
+def _initialise(model, path: Path, backbones: Sequence[tuple[Any, tuple[str, ...], str]]) -> None:
+    """Load ``--weights`` into the whole model, else into one of its pretrained-style backbones.
+
+    Args:
+        model: The baseline's network.
+        path: The local checkpoint.
+        backbones: ``(module, skipped key prefixes, description)`` tried in order when the file
+            does not match the whole model, e.g. the ResNet-50 of CT-GNN's encoder with its
+            ImageNet classifier ``fc.`` left out.
+
+    Raises:
+        FieldHarnessError: The file matches neither the model nor a backbone; the message is
+            the whole-model mismatch.
+    """
+    from harness.training import load_weights
+
+    try:
+        load_weights(model, path)
+        return
+    except FieldHarnessError as mismatch:
+        for module, skip, description in backbones:
+            try:
+                load_weights(module, path, skip=skip)
+            except FieldHarnessError:
+                continue
+            logger.warning("%s does not match the whole model; initialised %s from it (keys "
+                           "starting with %s left as initialised)", path, description,
+                           ", ".join(skip))
+            return
+        raise mismatch from None
+
+
 def _plot_confusion(scored: Mapping[str, Any], path: Path, title: str) -> Path:
     """Plot the confusion matrix of a ``sewerml.multiclass`` result."""
     from sewerml.plots import plot_confusion_matrix
@@ -271,7 +303,8 @@ class CTGNNBaseline(_SewerMLBaseline):
 
         model, loss_fn, graph = self._build(config, train, tasks)
         if args.weights is not None:
-            load_weights(model, args.weights)
+            _initialise(model, args.weights,
+                        [(model.encoder.network, ("fc.",), "the ResNet-50 encoder")])
         graph_file = ctx.output_dir / "adjacency.csv"
         save_adjacency_csv(*graph, graph_file)
 
@@ -519,7 +552,9 @@ class BenchmarkBaseline(_SewerMLBaseline):
 
         model = build_model(section["model"], labels.shape[1])
         if args.weights is not None:
-            load_weights(model, args.weights)
+            head = ("head.fc.",) if section["model"].startswith("tresnet") else ("fc.",)
+            _initialise(model, args.weights,
+                        [(model, head, f"{section['model']} without its classifier")])
         loss_fn = _stage_loss(target, pos_weight)
 
         settings = _stage_settings(config, stage, ctx.seed)

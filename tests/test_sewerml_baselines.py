@@ -510,3 +510,36 @@ def test_ctgnn_torchrun_two_processes(sample_home, tmp_path):
     val = pl.read_csv(output / "ctgnn_Val_sigmoid.csv")
     assert sorted(val["Filename"].to_list()) == val_filenames(sample_home)
     assert read_record(output)["config"]["batch_size"] == 4
+
+
+def test_weights_imagenet_style_resnet(tmp_path, caplog):
+    import torch
+    import torchvision
+
+    from sewerml.baselines import _initialise
+    from sewerml.ctgnn import CTGNN
+
+    backbone = torchvision.models.resnet50(weights=None)
+    path = tmp_path / "resnet50.pth"
+    torch.save(backbone.state_dict(), path)
+    model = CTGNN({"defect": 17, "water": 4}, np.eye(21, dtype=np.float32))
+
+    _initialise(model, path, [(model.encoder.network, ("fc.",), "the ResNet-50 encoder")])
+
+    key = "layer4.2.conv3.weight"
+    assert torch.equal(model.encoder.network.state_dict()[key], backbone.state_dict()[key])
+    assert "initialised the ResNet-50 encoder from it" in caplog.text
+
+
+def test_weights_matching_nothing(tmp_path):
+    import torch
+
+    from harness.errors import FieldHarnessError
+    from sewerml.baselines import _initialise
+    from sewerml.ctgnn import CTGNN
+
+    path = tmp_path / "other.pth"
+    torch.save({"linear.weight": torch.zeros(2, 2)}, path)
+    model = CTGNN({"defect": 17, "water": 4}, np.eye(21, dtype=np.float32))
+    with pytest.raises(FieldHarnessError, match=r"does not match the model: \d+ missing keys"):
+        _initialise(model, path, [(model.encoder.network, ("fc.",), "the ResNet-50 encoder")])

@@ -780,3 +780,16 @@ def test_fit_moves_loss_module(tmp_path):
     fit(mlp(), VectorData(8), None, RecordingLoss(), settings, tmp_path, progress=False)
 
     assert calls == [(torch.device("cpu"),)]
+
+
+def test_load_weights_skips_classifier(tmp_path):
+    source = nn.Sequential(nn.Linear(FEATURES, 16), nn.ReLU(), nn.Linear(16, 1000))
+    path = tmp_path / "pretrained.pt"
+    torch.save(source.state_dict(), path)
+    target = nn.Sequential(nn.Linear(FEATURES, 16), nn.ReLU(), nn.Linear(16, 3))
+    head_before = target[2].weight.clone()
+
+    load_weights(target, path, skip=("2.",))
+
+    assert torch.equal(target[0].weight, source[0].weight)
+    assert torch.equal(target[2].weight, head_before)

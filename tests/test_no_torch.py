@@ -9,32 +9,14 @@ import sys
 import textwrap
 from pathlib import Path
 
+from _processes import hide_packages_source
+
 BLOCKED = ("torch", "torchvision")
 
-# Every finder on sys.meta_path is wrapped so that it reports the blocked packages as absent:
-# ``import torch`` then raises ModuleNotFoundError (an ImportError), and probes such as
-# ``importlib.util.find_spec("torch")`` return None, as they do where torch is not installed.
 SCRIPT = textwrap.dedent(
     """
-    import sys
     from pathlib import Path
 
-    BLOCKED = {blocked!r}
-
-    class HideBlocked:
-        def __init__(self, finder):
-            self.finder = finder
-
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in BLOCKED:
-                return None
-            find = getattr(self.finder, "find_spec", None)
-            return None if find is None else find(name, path, target)
-
-        def __getattr__(self, attribute):
-            return getattr(self.finder, attribute)
-
-    sys.meta_path[:] = [HideBlocked(finder) for finder in sys.meta_path]
     try:
         import torch  # noqa: F401
     except ImportError:
@@ -68,7 +50,8 @@ SCRIPT = textwrap.dedent(
 
 
 def test_harness_runs_without_torch(tmp_path: Path) -> None:
-    script = SCRIPT.format(blocked=BLOCKED, tests=str(Path(__file__).parent), work=str(tmp_path))
+    script = hide_packages_source(set(BLOCKED)) + SCRIPT.format(
+        tests=str(Path(__file__).parent), work=str(tmp_path))
     env = dict(os.environ, FIELDHARNESS_HOME=str(tmp_path / "home"))
     result = subprocess.run([sys.executable, "-c", script], env=env,
                             capture_output=True, text=True, timeout=180, check=False)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from _processes import run_process_group
+from _processes import hide_packages_source, run_process_group
 
 from harness.cli import main
 from sewerml.classes import DEFECT_CODES
@@ -423,26 +423,10 @@ def test_ctgnn_not_prepared(isolated_homes, tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
-NO_TORCH_SCRIPT = textwrap.dedent(
+NO_TORCH_SCRIPT = hide_packages_source({"torch", "torchvision"}) + textwrap.dedent(
     """
     import sys
 
-    BLOCKED = {"torch", "torchvision"}
-
-    class HideBlocked:
-        def __init__(self, finder):
-            self.finder = finder
-
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in BLOCKED:
-                return None
-            find = getattr(self.finder, "find_spec", None)
-            return None if find is None else find(name, path, target)
-
-        def __getattr__(self, attribute):
-            return getattr(self.finder, attribute)
-
-    sys.meta_path[:] = [HideBlocked(finder) for finder in sys.meta_path]
     from harness.cli import main
 
     if sys.argv[1] == "help":

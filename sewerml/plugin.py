@@ -135,8 +135,8 @@ def read_predictions(path: str | PathLike[str], columns: Sequence[str] = DEFECT_
             invalid = invalid | (scores < 0) | (scores > 1)
         for line, value in zip(lines.filter(invalid.fill_null(True)),
                                text.filter(invalid.fill_null(True)), strict=True):
-            shown = "empty" if value is None or value == "" else f"value {value!r}"
-            problems.append(f"line {line} column {code} {shown}")
+            cell = "empty" if value is None or value == "" else f"value {value!r}"
+            problems.append(f"line {line} column {code} {cell}")
         frame = frame.with_columns(scores.alias(code))
     if problems:
         expected = ("probabilities from 0 to 1 (sigmoid outputs)" if probabilities

@@ -43,8 +43,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         "--output", type=Path, default=None, metavar="DIR",
         help="folder for the run record and result files (default: a new folder under "
              "DATA_HOME/runs/)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed recorded with the run "
-                        "(default: 0)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="random seed, recorded with the run; a training baseline seeds its "
+                             "initial weights and data order with it (default: 0)")
     _add_data_dir(parser)
 
 

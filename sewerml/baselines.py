@@ -297,10 +297,11 @@ class CTGNNBaseline(_SewerMLBaseline):
         tasks = self._tasks(config, train)
         logger.info("CT-GNN tasks: %s", ", ".join(tasks))
 
-        from harness.training import fit, is_main_process, load_weights, predict
+        from harness.training import fit, is_main_process, load_weights, predict, seed_everything
         from sewerml.adjacency import save_adjacency_csv
         from sewerml.ctgnn import probabilities
 
+        seed_everything(ctx.seed)  # the initial weights come from the seed too
         model, loss_fn, graph = self._build(config, train, tasks)
         if args.weights is not None:
             _initialise(model, args.weights,
@@ -531,7 +532,7 @@ class BenchmarkBaseline(_SewerMLBaseline):
         """Train one stage with BCE and the paper's positive weights; predict every split."""
         import torch
 
-        from harness.training import fit, is_main_process, load_weights, predict
+        from harness.training import fit, is_main_process, load_weights, predict, seed_everything
         from sewerml.benchmark_models import build_model
         from sewerml.losses import positive_weights
 
@@ -550,6 +551,7 @@ class BenchmarkBaseline(_SewerMLBaseline):
         logger.info("%s stage: %s on %d training images", stage, section["model"],
                     len(train_data))
 
+        seed_everything(ctx.seed)
         model = build_model(section["model"], labels.shape[1])
         if args.weights is not None:
             head = ("head.fc.",) if section["model"].startswith("tresnet") else ("fc.",)

@@ -527,3 +527,14 @@ def test_weights_matching_nothing(tmp_path):
     model = CTGNN({"defect": 17, "water": 4}, np.eye(21, dtype=np.float32))
     with pytest.raises(FieldHarnessError, match=r"does not match the model: \d+ missing keys"):
         _initialise(model, path, [(model.encoder.network, ("fc.",), "the ResNet-50 encoder")])
+
+
+def test_ctgnn_same_seed_same_scores(sample_home, tmp_path, capsys):
+    runs = []
+    for name in ("a", "b"):
+        status, _, err = run_cli(capsys, "run", "sewerml", "ctgnn", "--output", tmp_path / name,
+                                 "--data-dir", sample_home, "--seed", "3", *CTGNN_TINY,
+                                 *VAL_ONLY)
+        assert status == 0, err
+        runs.append(pl.read_csv(tmp_path / name / "ctgnn_Val_sigmoid.csv"))
+    assert runs[0].equals(runs[1])

@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "licence and BibTeX")
     p.add_argument("name", help="dataset name, e.g. mot17")
     p.add_argument("--bibtex", action="store_true", help="print only the BibTeX entry")
+    _add_data_dir(p)
     p.set_defaults(handler=cmd_info)
 
     p = commands.add_parser("download", help="download a dataset's public files and check "
@@ -190,6 +191,25 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_prepared(name: str, data_dir: Path | None) -> None:
+    """Print each prepared copy: when, from where, what kind of data, and prepare's notes."""
+    from harness.storage import prepared_versions, read_manifest
+
+    versions = prepared_versions(name, data_dir=data_dir)
+    if not versions:
+        print(f"Prepared: none (python -m harness prepare {name} --source DIR)")
+        return
+    print("Prepared:")
+    for version in versions:
+        manifest = read_manifest(name, version=version, data_dir=data_dir)
+        kind = "" if manifest.data_kind == "real" else f", {manifest.data_kind} data"
+        subset = ", subset" if manifest.subset else ""
+        print(f"  {version}: {manifest.created} from {manifest.source_root}{kind}{subset}")
+        for note in manifest.notes:
+            print(textwrap.fill(note, 100, initial_indent="    note: ",
+                                subsequent_indent="      "))
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     spec = registry.get_dataset(args.name).spec
     if args.bibtex:
@@ -215,6 +235,8 @@ def cmd_info(args: argparse.Namespace) -> int:
                 print(f"      {url}")
         for key, rows in sorted(version.row_counts.items()):
             print(f"    rows {key}: {rows:,}")
+
+    _print_prepared(spec.name, args.data_dir)
 
     print("Splits:")
     for split in spec.splits:
@@ -302,10 +324,12 @@ def _print_outcome(outcome, record_path: Path) -> None:
             if any(c in values for c in columns)]
     rows.append(("COMBINED", outcome.metrics))
     width = max(len(name) for name, _ in rows)
-    print(f"{'':<{width}}  " + "  ".join(f"{c:>8}" for c in columns))
+    widths = [max(8, len(c)) for c in columns]
+    print(f"{'':<{width}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(columns, widths,
+                                                                     strict=True)))
     for name, values in rows:
-        cells = [f"{values[c]:>8.3f}" if isinstance(values.get(c), int | float) else f"{'':>8}"
-                 for c in columns]
+        cells = [f"{values[c]:>{w}.3f}" if isinstance(values.get(c), int | float) else " " * w
+                 for c, w in zip(columns, widths, strict=True)]
         print(f"{name:<{width}}  " + "  ".join(cells))
     print(f"Run record: {record_path}")
 
@@ -321,8 +345,11 @@ def _execute(args: argparse.Namespace, kind: str, method_name: str, dataset: str
         raise FieldHarnessError(f"--output {output} is a file; expected a folder (it is created "
                                 "when missing)")
     if (output / "record.json").exists():
+        resume = (" --resume continues a stopped run only; to train a finished one further, "
+                  "pass a new --output and --weights with one of its checkpoints/last.pt "
+                  "files." if getattr(args, "resume", None) else "")
         raise FieldHarnessError(f"--output {output} already contains a run record; pass a new "
-                                "folder, or delete that one to replace it")
+                                f"folder, or delete that one to replace it.{resume}")
     created = not output.exists()
     output.mkdir(parents=True, exist_ok=True)
     ctx = RunContext(output_dir=output, data_dir=args.data_dir, seed=args.seed)

@@ -223,8 +223,21 @@ def to_markdown(board: Leaderboard) -> str:
     return "\n".join(lines)
 
 
-PLOT_LABEL_SETTINGS = 40
+PLOT_LABEL_SETTINGS = 60
 """Characters of the settings shown in a plot label; the Markdown table has them in full."""
+
+
+def _distinct_settings(keys: list[tuple]) -> dict[tuple, str]:
+    """Return, per configuration, the settings that differ from other configurations of the
+    same dataset, method and split: a plot label needs only what tells its bars apart."""
+    items = {key: _describe_items(json.loads(key[4]) if key[4] else {}, prefix="")
+             for key in keys}
+    distinct = {}
+    for key in keys:
+        siblings = [other for other in keys if other[:4] == key[:4]]
+        shared = set.intersection(*(set(items[other]) for other in siblings))
+        distinct[key] = ", ".join(item for item in items[key] if item not in shared)
+    return distinct
 
 
 def _shorten(text: str, limit: int) -> str:
@@ -247,6 +260,7 @@ def plot(board: Leaderboard, path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    distinct = _distinct_settings(list(board.groups))
     bars = sum(1 for key in board.groups) + len(board.published)
     fig, axes = plt.subplots(len(datasets), 1, squeeze=False,
                              figsize=(11, 2.0 + 1.0 * len(datasets) + 0.3 * bars))
@@ -259,7 +273,7 @@ def plot(board: Leaderboard, path: Path) -> Path | None:
                 continue
             # One bar per table row: the settings tell apart runs of one method on different
             # sequence sets or thresholds.
-            settings = _shorten(describe_settings(key[4]), PLOT_LABEL_SETTINGS)
+            settings = _shorten(distinct[key], PLOT_LABEL_SETTINGS)
             labels.append(f"{key[3]} ({key[2] or '-'}{', ' + settings if settings else ''})")
             means.append(statistics.fmean(values))
             errors.append(statistics.stdev(values) if len(values) > 1 else 0.0)

@@ -209,8 +209,14 @@ configuration so that runs on different machines count as one configuration (the
 the hardware separately)."""
 
 
-def _recorded_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: copy.deepcopy(value) for key, value in config.items() if key not in RUNTIME_KEYS}
+def _recorded_config(config: Mapping[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Return the settings that define the run's configuration, including the initial weights."""
+    recorded = {key: copy.deepcopy(value) for key, value in config.items()
+                if key not in RUNTIME_KEYS}
+    if args.weights is not None:
+        # Runs from other initial weights are another configuration on the leaderboard.
+        recorded["weights"] = str(Path(args.weights).resolve())
+    return recorded
 
 
 def _test_note(files: Sequence[Path]) -> str:
@@ -343,7 +349,7 @@ class CTGNNBaseline(_SewerMLBaseline):
                                          "best_val_loss": result.best_val_loss,
                                          **_json_ready(details)})
         files.append(metrics_path)
-        recorded = _recorded_config(config)
+        recorded = _recorded_config(config, args)
         recorded["tasks"] = list(tasks)
         if test_files:
             logger.warning("%s", _test_note(test_files))
@@ -518,7 +524,11 @@ class BenchmarkBaseline(_SewerMLBaseline):
         metrics_path = ctx.output_dir / METRICS_FILE
         atomic.write_json(metrics_path, _json_ready(details))
         files.append(metrics_path)
-        recorded = _recorded_config(config)
+        recorded = _recorded_config(config, args)
+        if args.stage != "both":
+            # A stage alone uses only its own section of the config.
+            recorded.pop("multilabel" if args.stage == "binary" else "binary")
+            recorded.pop("threshold")
         recorded["stage"] = args.stage
         if test_files:
             logger.warning("%s", _test_note(test_files))

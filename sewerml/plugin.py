@@ -385,7 +385,7 @@ class SewerMLPlugin(DatasetPlugin):
 
     spec: ClassVar[DatasetSpec] = SEWERML_SPEC
     leaderboard_metrics: ClassVar[tuple[str, ...]] = (
-        *SewerMLEvaluator.leaderboard_metrics, "W-MF1", "W-mF1")
+        *SewerMLEvaluator.leaderboard_metrics, "W-MF1", "W-mF1", "S-MF1", "M-MF1", "Defect-F1")
 
     def read_source(self, source: Path, *, version: str | None = None) -> PreparedData:
         """Read the annotation CSVs at, below or above ``source`` and locate the images.

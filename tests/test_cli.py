@@ -95,6 +95,20 @@ def mot_sample(tmp_path, capsys):
     return root
 
 
+def test_info_lists_prepared_copy_and_notes(mot_sample, capsys):
+    status, out, _ = run_cli(capsys, "info", "mot17")
+    assert status == 0
+    assert "  1.0: " in out
+    assert f"from {mot_sample}, sample data, subset" in out
+    assert "    note: " in out
+
+
+def test_info_without_prepared_copy(capsys):
+    status, out, _ = run_cli(capsys, "info", "mot20")
+    assert status == 0
+    assert "Prepared: none (python -m harness prepare mot20 --source DIR)" in out
+
+
 def test_eval_writes_record_and_trackeval_files(mot_sample, tmp_path, capsys):
     tracker = mot_sample / "trackers" / "noisytracker"
     status, out, _ = run_cli(capsys, "eval", "mot17", "--tracker-dir", str(tracker),

@@ -158,3 +158,13 @@ def test_leaderboard_skips_runs_without_scores(tmp_path):
 
     assert [key[3] for key in board.groups] == ["tracker"]
     assert "submission" not in leaderboard.to_markdown(board)
+
+
+def test_plot_labels_show_distinct_settings(tmp_path):
+    _write_run(tmp_path, "a", config={"lr": 0.1, "epochs": 40, "gnn": "gat"})
+    _write_run(tmp_path, "b", config={"lr": 0.1, "epochs": 40, "gnn": "gcn"})
+    board = leaderboard.build(tmp_path)
+
+    distinct = leaderboard._distinct_settings(list(board.groups))
+
+    assert sorted(distinct.values()) == ["gnn=gat", "gnn=gcn"]

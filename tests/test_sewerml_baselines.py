@@ -203,6 +203,14 @@ def test_ctgnn_output_with_record_rejected(ctgnn_run, sample_home, capsys):
     assert "already contains a run record" in err
 
 
+def test_ctgnn_resume_finished_run_explained(ctgnn_run, sample_home, capsys):
+    status, _, err = run_cli(capsys, "run", "sewerml", "ctgnn", "--output", ctgnn_run,
+                             "--data-dir", sample_home, *CTGNN_TINY, "--resume")
+    assert status == 2
+    assert ("--resume continues a stopped run only; to train a finished one further, pass a "
+            "new --output and --weights with one of its checkpoints/last.pt files.") in err
+
+
 # --- ctgnn: tasks ------------------------------------------------------------------------------
 
 
@@ -259,7 +267,9 @@ def test_ctgnn_weights_checkpoint(ctgnn_run, sample_home, tmp_path, capsys):
                              "--data-dir", sample_home, *CTGNN_TINY, *VAL_ONLY,
                              "--weights", ctgnn_run / "checkpoints" / "best.pt")
     assert status == 0, err
-    assert read_record(output)["method"] == "ctgnn"
+    record = read_record(output)
+    assert record["method"] == "ctgnn"
+    assert record["config"]["weights"] == str((ctgnn_run / "checkpoints" / "best.pt").resolve())
 
 
 @pytest.mark.filterwarnings("ignore:checkpoint .* contains Python objects")
@@ -322,6 +332,8 @@ def test_benchmark_binary_stage(sample_home, tmp_path, capsys):
     record = read_record(output)
     assert record["method"] == "benchmark-binary"
     assert record["config"]["stage"] == "binary"
+    assert "multilabel" not in record["config"]
+    assert record["config"]["binary"]["model"] == "xie2019"
     assert set(record["metrics"]) == {"Defect-F1", "Defect-recall", "Defect-precision",
                                       "Normal-F1", "accuracy"}
     assert 0.0 <= record["metrics"]["accuracy"] <= 100.0

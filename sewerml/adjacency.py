@@ -50,7 +50,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # "binary": the thresholded conditional probabilities. "conditional": the conditional
-# probabilities kept only on the edges of the binary graph (CT-GNN's "reweightedCond" input).
+# probabilities kept only on the edges of the binary graph; with reweight=0.2 added, this is
+# CT-GNN's "reweightedCond" graph.
 # "full": every node connected to every node, so a GAT learns the graph from attention alone.
 GRAPHS: tuple[str, ...] = ("binary", "conditional", "full")
 NORMALIZATIONS: tuple[str, ...] = ("symmetric", "in_degree", "none")
@@ -186,6 +187,9 @@ def normalize(adjacency: np.ndarray, normalization: str | None = "symmetric") ->
     if normalization not in NORMALIZATIONS:
         raise UnknownNameError("normalization", normalization, NORMALIZATIONS)
 
+    # NOTE: the degree is the row sum (edges into node i, since row i receives from column j).
+    # CT-GNN's own normalisation code was not available to check which degree it uses on this
+    # non-symmetric graph; ML-GCN's gen_adj takes the sums of the other orientation.
     degree = matrix.sum(axis=1)
     if normalization == "in_degree":
         inverse = np.where(degree > 0, 1.0 / np.where(degree > 0, degree, 1.0), 0.0)

@@ -225,6 +225,13 @@ def _test_note(files: Sequence[Path]) -> str:
     return f"{TEST_NOTE} Test predictions: {', '.join(str(f) for f in files)}."
 
 
+def torch_tensor(values: np.ndarray):
+    """Return ``values`` as a float32 torch tensor (torch is imported only when training)."""
+    import torch
+
+    return torch.as_tensor(values, dtype=torch.float32)
+
+
 def _stage_loss(target: str, pos_weight):
     """Return the BCE-with-logits loss of one benchmark stage as a module.
 
@@ -392,6 +399,7 @@ class CTGNNBaseline(_SewerMLBaseline):
         task_classes = {task: len(TASK_CLASSES[task]) for task in tasks}
         labels = {task: train.targets[task] for task in tasks}
         adjacency = build_adjacency(labels, task_classes, graph=config["graph"],
+                                    reweight=float(config["reweight"]) or None,
                                     normalization=config["normalization"] or None)
         names = node_names({task: TASK_CLASSES[task] for task in tasks})
 
@@ -493,18 +501,32 @@ class BenchmarkBaseline(_SewerMLBaseline):
             raise FieldHarnessError("--weights needs --stage binary or --stage multilabel: the "
                                     "two stages are separate networks")
 
+        if args.stage == "both" and args.resume not in (None, "last"):
+            raise FieldHarnessError("--stage both resumes each stage from its own folder: pass "
+                                    "--resume without a file, or --stage with one stage")
+
+        from harness.training import is_main_process, predict
+
+        # Every stage trains before any predicts, so under torchrun the other processes never
+        # wait in a collective while rank 0 predicts.
         stages = ("binary", "multilabel") if args.stage == "both" else (args.stage,)
-        scores: dict[str, dict[str, np.ndarray]] = {}
+        data = self._datasets(config, args, ctx, ["train", "val", *predict_splits])
+        trained = {}
         files: list[Path] = []
-        data = None
         for stage in stages:
             stage_dir = ctx.output_dir / stage if len(stages) > 1 else ctx.output_dir
-            stage_scores, data, stage_files = self._train_stage(stage, config, args, ctx,
-                                                                stage_dir, predict_splits)
-            scores[stage] = stage_scores
+            trained[stage], stage_files = self._train_stage(stage, config, args, ctx, stage_dir,
+                                                            data)
             files += stage_files
-        if any(stage_scores is None for stage_scores in scores.values()):
+        if not is_main_process():
             return None  # a secondary process of a distributed run: rank 0 predicts and scores
+
+        import torch
+
+        scores: dict[str, dict[str, np.ndarray]] = {}
+        for stage, (model, settings) in trained.items():
+            scores[stage] = {split: predict(model, data[split], settings, output_fn=torch.sigmoid)
+                             for split in dict.fromkeys(predict_splits)}
 
         metrics: dict[str, float] = {}
         per_item: dict[str, dict[str, float]] = {}
@@ -538,17 +560,19 @@ class BenchmarkBaseline(_SewerMLBaseline):
                            data_kind=manifest.data_kind, files=files, config=recorded)
 
     def _train_stage(self, stage: str, config: Mapping[str, Any], args: argparse.Namespace,
-                     ctx: RunContext, stage_dir: Path, predict_splits: Sequence[str]):
-        """Train one stage with BCE and the paper's positive weights; predict every split."""
-        import torch
+                     ctx: RunContext, stage_dir: Path, data: Mapping[str, Any]):
+        """Train one stage with BCE and the paper's positive weights.
 
-        from harness.training import fit, is_main_process, load_weights, predict, seed_everything
+        Returns:
+            ``((model, settings), files)``: the model with its best weights loaded (on rank 0;
+            as trained on the other ranks of a distributed run), its runner settings, and the
+            files ``fit`` wrote.
+        """
+        from harness.training import fit, is_main_process, load_weights, seed_everything
         from sewerml.benchmark_models import build_model
         from sewerml.losses import positive_weights
 
         section = config[stage]
-        data = self._datasets(config, args, ctx, ["train", "val", *predict_splits],
-                              defect_only=False)
         train_data, val_data = data["train"], data["val"]
         if stage == "multilabel":
             # The second stage learns the classes of defective images only, as in the paper.
@@ -556,8 +580,7 @@ class BenchmarkBaseline(_SewerMLBaseline):
                                                   defect_only=True).values()
         target = "binary" if stage == "binary" else "defect"
         labels = np.asarray(train_data.targets[target]).reshape(len(train_data), -1)
-        pos_weight = torch.as_tensor(positive_weights(labels.sum(axis=0), len(train_data)),
-                                     dtype=torch.float32)
+        pos_weight = torch_tensor(positive_weights(labels.sum(axis=0), len(train_data)))
         logger.info("%s stage: %s on %d training images", stage, section["model"],
                     len(train_data))
 
@@ -571,16 +594,17 @@ class BenchmarkBaseline(_SewerMLBaseline):
 
         settings = _stage_settings(config, stage, ctx.seed)
         stage_dir.mkdir(parents=True, exist_ok=True)
-        result = fit(model, train_data, val_data, loss_fn, settings, stage_dir,
-                     resume=args.resume)
-        if not is_main_process():
-            return None, data, result.files
-        load_weights(model, result.best_checkpoint)
-
-        scores = {}
-        for split in dict.fromkeys(predict_splits):
-            scores[split] = predict(model, data[split], settings, output_fn=torch.sigmoid)
-        return scores, data, result.files
+        resume = args.resume
+        both = stage_dir != ctx.output_dir
+        if both and resume == "last" and not (stage_dir / "checkpoints" / "last.pt").is_file():
+            # --stage both: the run stopped before this stage saved a checkpoint.
+            logger.info("%s stage has no checkpoint in %s yet; training it from the start",
+                        stage, stage_dir)
+            resume = None
+        result = fit(model, train_data, val_data, loss_fn, settings, stage_dir, resume=resume)
+        if is_main_process():
+            load_weights(model, result.best_checkpoint)
+        return (model, settings), result.files
 
     @staticmethod
     def _finish_split(stage: str, split: str, dataset, scores: Mapping[str, Mapping],

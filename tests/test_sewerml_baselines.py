@@ -550,3 +550,33 @@ def test_ctgnn_same_seed_same_scores(sample_home, tmp_path, capsys):
         assert status == 0, err
         runs.append(pl.read_csv(tmp_path / name / "ctgnn_Val_sigmoid.csv"))
     assert runs[0].equals(runs[1])
+
+
+@pytest.mark.slow
+def test_benchmark_both_resume_second_stage(sample_home, tmp_path, capsys):
+    output = tmp_path / "run"
+    common = ("run", "sewerml", "benchmark", "--output", output, "--data-dir", sample_home,
+              *BENCHMARK_TINY, *VAL_ONLY, "--set", "multilabel.model=xie2019")
+    status, _, err = run_cli(capsys, *common, "--stage", "binary")
+    assert status == 0, err
+    # Lay the finished binary stage out as a --stage both run that stopped before stage 2.
+    (output / "binary").mkdir()
+    shutil.move(output / "checkpoints", output / "binary" / "checkpoints")
+    shutil.move(output / "history.csv", output / "binary" / "history.csv")
+    (output / "record.json").unlink()
+    binary_history = (output / "binary" / "history.csv").read_text()
+
+    status, _, err = run_cli(capsys, *common, "--resume")
+
+    assert status == 0, err
+    assert (output / "binary" / "history.csv").read_text() == binary_history
+    assert (output / "multilabel" / "checkpoints" / "best.pt").is_file()
+    assert read_record(output)["method"] == "benchmark"
+
+
+def test_benchmark_both_resume_file_rejected(sample_home, tmp_path, capsys):
+    status, _, err = run_cli(capsys, "run", "sewerml", "benchmark", "--output", tmp_path / "run",
+                             "--data-dir", sample_home, "--resume", tmp_path / "last.pt")
+    assert status == 2
+    assert ("--stage both resumes each stage from its own folder: pass --resume without a "
+            "file") in err

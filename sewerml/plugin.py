@@ -217,8 +217,10 @@ class SewerMLEvaluator(Evaluator):
                             help="CSV with Filename and the 17 class probabilities, as the "
                                  "official inference.py writes it")
         parser.add_argument("--split", choices=tuple(SPLIT_FILES), default="val",
-                            help="split the predictions are for (default: val); test labels "
-                                 "are withheld, so test predictions are only written out")
+                            type=lambda name: "val" if name.lower() == "valid" else name,
+                            help="split the predictions are for (default: val; 'valid' is "
+                                 "accepted as in SewerML_Valid.csv); test labels are withheld, "
+                                 "so test predictions are only written out")
         parser.add_argument("--threshold", type=float, default=0.5,
                             help="a class is predicted when its score is >= this value "
                                  "(default: 0.5, as in the benchmark)")

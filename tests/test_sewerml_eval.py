@@ -442,3 +442,7 @@ def test_task_scores_may_be_logits(prepared: Path, tmp_path: Path) -> None:
     with pytest.raises(EvaluationError, match=r"line 4 column 5-15% value 'inf'; expected finite "
                                               r"numbers"):
         run(tmp_path, path, "--task", "water")
+
+
+def test_split_valid_alias() -> None:
+    assert parse("--predictions", "p.csv", "--split", "valid").split == "val"

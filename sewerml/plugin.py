@@ -105,10 +105,11 @@ def read_predictions(path: str | PathLike[str], columns: Sequence[str] = DEFECT_
 
     missing = [name for name in ("Filename", *columns) if name not in frame.columns]
     if missing:
+        wanted = (f"the {len(columns)} class columns {', '.join(columns)}" if len(columns) > 1
+                  else columns[0])
         raise EvaluationError(
-            f"{path}: missing column(s) {', '.join(missing)}; expected Filename and the "
-            f"{len(columns)} class columns {', '.join(columns)} (found: "
-            f"{', '.join(frame.columns)})"
+            f"{path}: missing column(s) {', '.join(missing)}; expected Filename and {wanted} "
+            f"(found: {', '.join(frame.columns)})"
         )
     frame = frame.select("Filename", *columns)
     frame = frame.with_columns(pl.col("Filename").str.strip_chars())

@@ -201,52 +201,7 @@ def read_binary_predictions(path: str | PathLike[str]) -> pl.DataFrame:
             is empty or repeated, or a probability is not a number, NaN or outside [0, 1]. The
             message names the file lines (the header is line 1).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise EvaluationError(f"first-stage predictions file {path} not found; expected a CSV "
-                              f"with the columns Filename and {BINARY_COLUMN}")
-    raw = path.read_bytes().removeprefix(b"\xef\xbb\xbf").replace(b"\r\n", b"\n")
-    try:
-        frame = pl.read_csv(raw, infer_schema=False)
-    except pl.exceptions.PolarsError as err:
-        raise EvaluationError(f"{path}: unreadable CSV file: {err}") from err
-    frame = frame.rename({name: name.strip() for name in frame.columns})
-
-    missing = [name for name in ("Filename", BINARY_COLUMN) if name not in frame.columns]
-    if missing:
-        raise EvaluationError(
-            f"{path}: missing column(s) {', '.join(missing)}; expected Filename and "
-            f"{BINARY_COLUMN} (found: {', '.join(frame.columns)})"
-        )
-    frame = frame.select(
-        pl.col("Filename").str.strip_chars(),
-        pl.col(BINARY_COLUMN).str.strip_chars(),
-    )
-    lines = np.arange(2, frame.height + 2)
-
-    names = frame["Filename"]
-    empty = (names.is_null() | (names == "")).to_numpy()
-    if empty.any():
-        raise EvaluationError(f"{path}: empty Filename on line(s) "
-                              f"{_listed([str(line) for line in lines[empty]])}")
-    duplicated = names.is_duplicated().to_numpy()
-    if duplicated.any():
-        rows = [f"{name} (line {line})" for name, line in
-                zip(names.filter(duplicated), lines[duplicated], strict=True)]
-        raise EvaluationError(f"{path}: duplicate Filename in {_listed(rows)}; expected one row "
-                              "per image")
-
-    text = frame[BINARY_COLUMN]
-    scores = text.cast(pl.Float64, strict=False)
-    invalid = (scores.is_null() | scores.is_nan() | (scores < 0) | (scores > 1)).fill_null(True)
-    invalid_mask = invalid.to_numpy()
-    if invalid_mask.any():
-        problems = [f"line {line} value {value!r}" for line, value in
-                    zip(lines[invalid_mask], text.filter(invalid), strict=True)]
-        raise EvaluationError(f"{path}: invalid {BINARY_COLUMN} probability in "
-                              f"{_listed(problems)}; expected a number from 0 to 1 (a sigmoid "
-                              "output)")
-    return frame.with_columns(scores.alias(BINARY_COLUMN))
+    return read_predictions(path, (BINARY_COLUMN,))
 
 
 def write_binary_predictions(

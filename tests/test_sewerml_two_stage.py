@@ -256,8 +256,8 @@ def test_combine_duplicate_errors(tmp_path: Path) -> None:
 
 def test_read_binary_errors(tmp_path: Path) -> None:
     with pytest.raises(EvaluationError,
-                       match="first-stage predictions file .*absent.csv not found; expected a "
-                             "CSV with the columns Filename and Defect"):
+                       match="predictions file .*absent.csv not found; pass --predictions the "
+                             "CSV with Filename and one score per class"):
         read_binary_predictions(tmp_path / "absent.csv")
 
     no_defect = write_text(tmp_path / "no_defect.csv", "Filename,RB\na.png,0.1\n")
@@ -274,9 +274,10 @@ def test_read_binary_errors(tmp_path: Path) -> None:
                             "Filename,Defect\na.png,0.1\nb.png,1.5\nc.png,abc\nd.png,NaN\n"
                             "e.png,\n")
     with pytest.raises(EvaluationError,
-                       match=r"bad.csv: invalid Defect probability in line 3 value '1.5', line 4 "
-                             r"value 'abc', line 5 value 'NaN', line 6 value None; expected a "
-                             r"number from 0 to 1"):
+                       match=r"bad.csv: invalid score\(s\): line 3 column Defect value '1.5', "
+                             r"line 4 column Defect value 'abc', line 5 column Defect value "
+                             r"'NaN', line 6 column Defect empty; expected probabilities from 0 "
+                             r"to 1"):
         read_binary_predictions(bad_values)
 
     ragged = write_text(tmp_path / "ragged.csv", 'Filename,Defect\na.png,0.1\n"b.png,0.2\n')

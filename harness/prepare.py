@@ -174,6 +174,9 @@ def hf_table(table: pa.Table, config: ConfigSpec, source_root: Path) -> pa.Table
             joined = pc.binary_join_element_wise(prefix, values, "")
             absolute = pc.if_else(pc.starts_with(values, "/"), values, joined)
             absolute = _archive_members_as_urls(absolute)
+            if absolute.num_chunks == 0:
+                # An empty split: datasets' cast needs one (empty) chunk to cast.
+                absolute = pa.chunked_array([pa.array([], pa.string())])
             table = table.set_column(table.schema.get_field_index(column), column, absolute)
         features[column] = Image()
     return table_cast(table, features.arrow_schema)

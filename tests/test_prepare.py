@@ -453,3 +453,19 @@ def test_prepare_follows_symlinked_images(tmp_path: Path) -> None:
     (source / "images").symlink_to(tmp_path / "elsewhere")
     manifest = prepare_dataset(NAME, source, progress=False)
     assert "images/train_0.png" in manifest.source_files
+
+
+def test_hf_table_empty_split_with_images(tmp_path):
+    import pyarrow as pa
+
+    from harness.prepare import hf_table
+    from harness.spec import ConfigSpec
+
+    table = pa.table({"image": pa.array([], pa.string()), "x": pa.array([], pa.int64())})
+    config = ConfigSpec("c", "an image column", table.schema, default=True,
+                        image_columns=("image",))
+
+    converted = hf_table(table, config, tmp_path)
+
+    assert converted.num_rows == 0
+    assert converted.schema.names == ["image", "x"]

@@ -49,8 +49,8 @@ def load_dataset(
 
     Args:
         name: Registered dataset name; with ``source="hub"`` also a Hub repo id (``org/name``).
-        split: A split name, several joined with ``+`` (``"train+test"``), or ``None`` for every
-            prepared split.
+        split: A split name, several joined with ``+`` (``"train+test"``), an alias the dataset
+            defines (BIOSCAN-5M's ``"seen"``), or ``None`` for every prepared split.
         config: View of the dataset; the spec's default config for ``None``.
         version: Prepared version; for ``None`` the spec's default when prepared, else the only
             prepared version.
@@ -106,7 +106,7 @@ def load_dataset(
 
     check_config(manifest, config_name)
     splits = prepared_splits(manifest, config_name)
-    requested = splits if split is None else [part.strip() for part in split.split("+")]
+    requested = splits if split is None else spec.expand_splits(split)
     for part in requested:
         table_entry(manifest, config_name, part)
         check_columns(manifest, config_name, part, columns)

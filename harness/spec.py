@@ -81,6 +81,22 @@ class DatasetSpec:
     splits: tuple[SplitSpec, ...]
     configs: tuple[ConfigSpec, ...]
     default_version: str | None = None
+    split_aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Split names that stand for one or more splits, e.g. BIOSCAN-5M's ``seen`` for
+    ``train + val + test`` or ``validation`` for ``val``; ``load_dataset`` expands them."""
+
+    def expand_splits(self, text: str) -> list[str]:
+        """Return the splits that ``text`` names: split names or aliases joined with ``+``.
+
+        Each split appears once, in the order of first mention.
+        """
+        expanded: list[str] = []
+        for part in text.split("+"):
+            name = part.strip()
+            for split in self.split_aliases.get(name, (name,)):
+                if split not in expanded:
+                    expanded.append(split)
+        return expanded
 
     def version(self, name: str | None = None) -> DatasetVersion:
         """Return the version called ``name``, or the default version for ``None``."""

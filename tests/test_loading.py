@@ -374,3 +374,17 @@ def test_mot17_unprepared_config_and_split(tmp_path: Path) -> None:
     with pytest.raises(UnknownNameError, match=r"unknown config of prepared mot17 1\.0 'pixels'; "
                                                r"valid values are: boxes, detections, sequences$"):
         read_prepared_table("mot17", "pixels", "train")
+
+
+def test_load_split_alias(source: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    import _toy_plugin
+
+    aliased = dataclasses.replace(SPEC, split_aliases={"everything": ("train", "test"),
+                                                       "training": ("train",)})
+    monkeypatch.setattr(_toy_plugin.ToyPlugin, "spec", aliased)
+
+    assert load_dataset(NAME, split="everything").num_rows == 6
+    assert load_dataset(NAME, split="training").num_rows == 4
+    assert aliased.expand_splits("training+everything") == ["train", "test"]

@@ -43,7 +43,7 @@ test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check harness motcom sewerml tests benchmarks
+	$(BIN)/ruff check harness motcom sewerml bioscan tests benchmarks
 
 benchmark: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/bench_mot_eval.py

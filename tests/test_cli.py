@@ -55,7 +55,8 @@ def test_info_shows_versions_schema_and_bibtex(capsys):
 def test_unknown_dataset_lists_valid_names(capsys):
     status, _, err = run_cli(capsys, "info", "MOT17")
     assert status == 2
-    assert "error: unknown dataset 'MOT17'; valid values are: mot17, mot20" in err
+    assert "error: unknown dataset 'MOT17'; valid values are: " in err
+    assert "mot17, mot20, sewerml" in err
 
 
 def test_download_through_cli(server, capsys, isolated_homes):  # noqa: F811

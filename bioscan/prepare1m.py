@@ -18,7 +18,6 @@ it), its partition files fill the ``clibd_split`` column.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -38,6 +37,7 @@ from bioscan.spec1m import (
     RELEASE_ROWS,
     TSV_NAMES,
 )
+from harness.checksum import md5_file
 from harness.plugin import ARCHIVE_MEMBER_SEPARATOR, SAMPLE_MARKER, PreparedData
 from harness.spec import DatasetSpec
 
@@ -46,7 +46,6 @@ __all__ = [
     "DATA_FOLDERS",
     "find_metadata_tsv",
     "index_images",
-    "md5_file",
     "read_bioscan1m_source",
 ]
 
@@ -83,15 +82,6 @@ def find_metadata_tsv(source: str | PathLike[str]) -> Path | None:
             if path.is_file():
                 return path
     return None
-
-
-def md5_file(path: Path, chunk_size: int = 1 << 20) -> str:
-    """Return the hexadecimal MD5 of ``path``, read in chunks of ``chunk_size`` bytes."""
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as handle:
-        while block := handle.read(chunk_size):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _list_package_folder(folder: Path, root: Path, package: str) -> dict[str, list]:

@@ -248,10 +248,7 @@ def read_bioscan1m_source(
                          f"package found (first: part{example['chunk_number']}/"
                          f"{example['image_file']}); their image column is null")
         if part.is_empty():
-            # NOTE: An empty table is left out: harness.prepare.hf_table cannot cast an empty
-            # image column (pyarrow returns it with no chunks), and no real partition is empty.
-            notes.append(f"{split}: no records in {DEFAULT_PARTITIONING}; split not prepared")
-            continue
+            notes.append(f"{split}: no records in {DEFAULT_PARTITIONING}; the split is empty")
         tables[split] = part.select(METADATA_SCHEMA.names).to_arrow().cast(METADATA_SCHEMA)
 
     return PreparedData(

@@ -64,8 +64,8 @@ def _cpu_model() -> str:
 
 
 ZIP_COMPRESSION = {"stored": zipfile.ZIP_STORED, "deflated": zipfile.ZIP_DEFLATED}
-"""How the members of the zip archives are stored. The official archives' setting is not known
-here; PNG data barely shrinks under deflate, but reading a deflated member costs inflation."""
+"""Compression methods of the zip archive members. The official archives' method is not known
+here. PNG data barely shrinks under deflate, but reading a deflated member costs inflation."""
 
 
 def _repack(source: Path, compression: int) -> None:

@@ -311,7 +311,7 @@ def locate_images(
 
     Args:
         frame: The metadata, as ``read_metadata_csv`` returns it.
-        root: The source root: the folder that holds ``bioscan5m/`` and the image zips.
+        root: The source root: the folder that contains ``bioscan5m/`` and the image zips.
         package: The image package to use; for ``None`` the first of ``PACKAGE_PREFERENCE``
             that has a folder or zips under ``root``.
 

@@ -75,7 +75,7 @@ def _check_header(path: Path, header: list[str]) -> None:
 def _line(mask: pl.Series) -> int:
     """Return the 1-based file line of the first true row; the header is line 1.
 
-    Rows are assumed to be one line each, as in the official file (no field holds a newline).
+    Rows are assumed to be one line each, as in the official file (no field contains a newline).
     """
     return int(mask.arg_true()[0]) + 2
 

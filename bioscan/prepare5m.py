@@ -2,7 +2,7 @@
 
 The metadata CSV is looked up at ``source`` (the file itself or a folder holding it), at
 ``source/bioscan5m/metadata/csv/`` (where the official metadata zip puts it), and below
-``source`` (image folders are not searched). The source root is the folder that holds
+``source`` (image folders are not searched). The source root is the folder that contains
 ``bioscan5m/``, or the CSV's folder for a CSV outside that layout.
 
 Prepare checks the CSV against the 2024 release: its MD5 against the published one, and its
@@ -93,7 +93,7 @@ def find_metadata_csv(source: str | PathLike[str]) -> Path:
     archive = _walk_for(source, METADATA_ZIP_NAME) if source.is_dir() else None
     if archive is not None:
         raise FileNotFoundError(
-            f"{CSV_NAME} is not extracted; {archive} holds it. Extract it in its folder "
+            f"{CSV_NAME} was not found, but {archive} contains it. Extract it in its folder "
             f"(cd {archive.parent} && unzip {archive.name} '{CSV_RELATIVE_PATH}') and prepare "
             "again"
         )
@@ -101,7 +101,7 @@ def find_metadata_csv(source: str | PathLike[str]) -> Path:
 
 
 def _source_root(csv_path: Path) -> Path:
-    """Return the folder that holds ``bioscan5m/`` for a CSV in the official place, else the
+    """Return the folder that contains ``bioscan5m/`` for a CSV in the official place, else the
     CSV's folder."""
     parts = csv_path.parent.parts
     if len(parts) >= 3 and tuple(parts[-3:]) == ("bioscan5m", "metadata", "csv"):

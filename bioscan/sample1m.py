@@ -41,7 +41,7 @@ __all__ = ["IMAGE_SIZES", "LAYOUTS", "ORDER_COUNTS", "write_bioscan1m_sample"]
 LAYOUTS = ("folders", "zip")
 
 IMAGES_PER_PART = 10_000
-"""Images per ``part<N>`` folder; the last part holds the rest (8,313 in the release)."""
+"""Images per ``part<N>`` folder; the last part contains the rest (8,313 in the release)."""
 
 ORDER_COUNTS = {
     "Diptera": 896_324, "Hymenoptera": 89_311, "Coleoptera": 47_328, "Hemiptera": 46_970,

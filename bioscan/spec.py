@@ -70,7 +70,7 @@ FLOAT_COLUMNS: tuple[str, ...] = (
     "coord-lat", "coord-lon", "image_measurement_value", "area_fraction", "scale_factor",
 )
 INT_COLUMNS: dict[str, pa.DataType] = {
-    # bioscan-dataset reads inferred_ranks as uint8; int16 holds every uint8 value.
+    # bioscan-dataset reads inferred_ranks as uint8; int16 can store every uint8 value.
     "inferred_ranks": pa.int16(),
     "index_bioscan_1M_insect": pa.int64(),
 }

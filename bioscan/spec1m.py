@@ -118,7 +118,7 @@ METADATA_SCHEMA = pa.schema([
 ])
 """Schema of the ``metadata`` config: the TSV's columns, ``clibd_split`` (null without the CLIBD
 files), ``image`` (a path relative to the source root, or ``archive.zip::member``; null when no
-package holds the image) and ``image_package`` (the package ``image`` comes from)."""
+package contains the image) and ``image_package`` (the package ``image`` comes from)."""
 
 SPLITS = tuple(
     SplitSpec(name, f"Records whose {DEFAULT_PARTITIONING} partition is {name!r}.")

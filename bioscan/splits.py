@@ -49,7 +49,7 @@ def resolve_split(text: str) -> list[str]:
         The partition names, each once.
 
     Raises:
-        UnknownNameError: A part is none of the names above; the message lists the valid ones.
+        UnknownNameError: A part is not one of the names above; the message lists the valid ones.
     """
     valid = (*METASPLITS, *SPLITS, *ALIASES)
     chosen: set[str] = set()

@@ -42,8 +42,8 @@ def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Pa
     tmp = Path(tmp_name)
     try:
         yield tmp
-        # mkstemp creates the file readable by its owner only; give it the mode a plain open()
-        # would, so a data home or run folder shared with a group stays readable.
+        # mkstemp creates the file readable by its owner only. Give it the mode a plain open()
+        # would, so that a data home or run folder shared with a group stays readable.
         os.chmod(tmp, _file_mode())
         os.replace(tmp, target)
     except BaseException:

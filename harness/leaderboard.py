@@ -229,7 +229,7 @@ PLOT_LABEL_SETTINGS = 60
 
 def _distinct_settings(keys: list[tuple]) -> dict[tuple, str]:
     """Return, per configuration, the settings that differ from other configurations of the
-    same dataset, method and split: a plot label needs only what tells its bars apart."""
+    same dataset, method and split, because a plot label needs only what distinguishes its bar."""
     items = {key: _describe_items(json.loads(key[4]) if key[4] else {}, prefix="")
              for key in keys}
     distinct = {}

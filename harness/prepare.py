@@ -164,8 +164,8 @@ def hf_table(table: pa.Table, config: ConfigSpec, source_root: Path) -> pa.Table
     from datasets.table import table_cast
 
     if table.num_rows == 0:
-        # datasets casts column by column and chunk by chunk; an empty split needs one empty
-        # chunk per column (a table built from an empty frame may have none).
+        # datasets casts each column chunk by chunk, so an empty split needs one empty chunk
+        # per column. A table built from an empty frame may have none.
         table = pa.table([pa.array([], field.type) for field in table.schema],
                          schema=table.schema)
     features = Features.from_arrow_schema(table.schema)

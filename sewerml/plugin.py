@@ -63,7 +63,8 @@ TEST_NOTE = (
 )
 
 
-def _listed(items: list[str]) -> str:
+def listed_names(items: list[str]) -> str:
+    """Join the first ROWS_LISTED names with commas, and count the rest."""
     text = ", ".join(items[:ROWS_LISTED])
     if len(items) > ROWS_LISTED:
         text += f", ... ({len(items)} in all)"
@@ -119,13 +120,13 @@ def read_predictions(path: str | PathLike[str], columns: Sequence[str] = DEFECT_
     empty = names.is_null() | (names == "")
     if empty.any():
         raise EvaluationError(f"{path}: empty Filename on line(s) "
-                              f"{_listed([str(n) for n in lines.filter(empty)])}")
+                              f"{listed_names([str(n) for n in lines.filter(empty)])}")
     duplicated = names.is_duplicated()
     if duplicated.any():
         rows = [f"{name} (line {line})" for name, line in
                 zip(names.filter(duplicated), lines.filter(duplicated), strict=True)]
-        raise EvaluationError(f"{path}: duplicate Filename in {_listed(rows)}; expected one row "
-                              "per image")
+        raise EvaluationError(f"{path}: duplicate Filename in {listed_names(rows)}; expected "
+                              "one row per image")
 
     problems = []
     for code in columns:
@@ -142,7 +143,7 @@ def read_predictions(path: str | PathLike[str], columns: Sequence[str] = DEFECT_
     if problems:
         expected = ("probabilities from 0 to 1 (sigmoid outputs)" if probabilities
                     else "finite numbers (probabilities or logits)")
-        raise EvaluationError(f"{path}: invalid score(s): {_listed(problems)}; expected "
+        raise EvaluationError(f"{path}: invalid score(s): {listed_names(problems)}; expected "
                               f"{expected}")
     return frame
 
@@ -161,12 +162,12 @@ def _join(predictions: pl.DataFrame, labels: pl.DataFrame, split: str, path: Pat
     if missing:
         raise EvaluationError(
             f"{path}: no prediction for {len(missing)} of the {len(label_names)} {split} images: "
-            f"{_listed(missing)}; expected one row per image of the split"
+            f"{listed_names(missing)}; expected one row per image of the split"
             f"{_mismatch_hint(predicted_names, label_names, split)}")
     if extra:
         raise EvaluationError(
             f"{path}: {len(extra)} prediction row(s) for images not in the {split} split: "
-            f"{_listed(extra)}; remove them or pass the --split they belong to")
+            f"{listed_names(extra)}; remove them or pass the --split they belong to")
     return labels.join(predictions, on="Filename", how="left", suffix="_score").sort("Filename")
 
 

@@ -35,7 +35,7 @@ import polars as pl
 from harness import atomic
 from harness.errors import EvaluationError
 from sewerml.classes import DEFECT_CODES
-from sewerml.plugin import read_predictions
+from sewerml.plugin import listed_names, read_predictions
 
 __all__ = [
     "BINARY_COLUMN",
@@ -49,9 +49,6 @@ logger = logging.getLogger(__name__)
 
 BINARY_COLUMN = "Defect"
 """Column of the first-stage CSV with the probability that an image shows any defect."""
-
-NAMES_LISTED = 5
-"""Rows or file names listed in an error message; the rest are only counted."""
 
 N_DEFECTS = len(DEFECT_CODES)
 
@@ -158,13 +155,13 @@ def combine_prediction_csvs(
     if only_binary:
         raise EvaluationError(
             f"{len(only_binary)} image(s) of the first-stage file {binary_csv} have no row in "
-            f"the second-stage file {multilabel_csv}: {_listed(only_binary)}; expected the same "
-            "images in both files"
+            f"the second-stage file {multilabel_csv}: {listed_names(only_binary)}; expected the "
+            "same images in both files"
         )
     if only_multilabel:
         raise EvaluationError(
             f"{len(only_multilabel)} image(s) of the second-stage file {multilabel_csv} have no "
-            f"row in the first-stage file {binary_csv}: {_listed(only_multilabel)}; expected "
+            f"row in the first-stage file {binary_csv}: {listed_names(only_multilabel)}; expected "
             "the same images in both files"
         )
 
@@ -253,13 +250,6 @@ def write_binary_predictions(
     with atomic.atomic_path(path, suffix=".csv") as tmp:
         frame.write_csv(tmp)
     return path
-
-
-def _listed(items: list[str]) -> str:
-    text = ", ".join(items[:NAMES_LISTED])
-    if len(items) > NAMES_LISTED:
-        text += f", ... ({len(items)} in all)"
-    return text
 
 
 def _check_threshold(threshold: float) -> None:

@@ -115,9 +115,11 @@ def test_real_sample_csv_types_and_values() -> None:
 
     first = frame.row(0, named=True)
     assert first["processid"] == "GMMVA27218-22"
-    assert first["coord-lat"] == 20.032 and first["coord-lon"] == -97.106
+    assert first["coord-lat"] == 20.032
+    assert first["coord-lon"] == -97.106
     assert first["image_measurement_value"] == 11204.0
-    assert first["species"] is None and first["index_bioscan_1M_insect"] is None
+    assert first["species"] is None
+    assert first["index_bioscan_1M_insect"] is None
     by_id = {r["processid"]: r for r in frame.iter_rows(named=True)}
     assert by_id["GMPPO5563-21"]["index_bioscan_1M_insect"] == 150502
     assert by_id["GMPPO5563-21"]["subfamily"] == "unassigned Sciaridae"
@@ -160,7 +162,8 @@ def test_no_data_and_empty_fields_are_null_in_every_column(tmp_path: Path) -> No
     text = write_csv(tmp_path / "q.csv", [row()]).read_text().replace(',"",', ",,")
     quoted.write_text(text.replace(",Qalyubia,", ',"",').replace(",BOLD:AAJ8033,", ",no_data,"))
     values = read_metadata_csv(quoted).row(0, named=True)
-    assert values["province_state"] is None and values["dna_bin"] is None
+    assert values["province_state"] is None
+    assert values["dna_bin"] is None
 
 
 def test_columns_are_selected_by_name(tmp_path: Path) -> None:
@@ -176,7 +179,8 @@ def test_integral_decimals_are_accepted_in_integer_columns(tmp_path: Path) -> No
     path = write_csv(tmp_path / "m.csv", [row(index_bioscan_1M_insect="150502.0",
                                               inferred_ranks="4.0")])
     values = read_metadata_csv(path).row(0, named=True)
-    assert values["index_bioscan_1M_insect"] == 150502 and values["inferred_ranks"] == 4
+    assert values["index_bioscan_1M_insect"] == 150502
+    assert values["inferred_ranks"] == 4
 
 
 def test_missing_column(tmp_path: Path) -> None:
@@ -247,7 +251,8 @@ def test_unreadable_rows(tmp_path: Path) -> None:
 
 def test_header_only_file_reads_as_empty_frame(tmp_path: Path) -> None:
     frame = read_metadata_csv(write_csv(tmp_path / "m.csv", []))
-    assert frame.height == 0 and dict(frame.schema) == POLARS_TYPES
+    assert frame.height == 0
+    assert dict(frame.schema) == POLARS_TYPES
 
 
 # --- split names ------------------------------------------------------------------------------
@@ -261,7 +266,8 @@ SPLIT_EXPRESSIONS = [
 @pytest.mark.parametrize("text", SPLIT_EXPRESSIONS)
 def test_resolve_split(text: str) -> None:
     resolved = resolve_split(text)
-    assert resolved == [s for s in SPLITS if s in resolved] and len(set(resolved)) == len(resolved)
+    assert resolved == [s for s in SPLITS if s in resolved]
+    assert len(set(resolved)) == len(resolved)
 
 
 def test_resolve_split_values() -> None:
@@ -380,7 +386,8 @@ def test_split_counts_proportions() -> None:
         assert abs(count - SPLIT_ROWS[split] * 1_000_000 / TOTAL_ROWS) < 1
     small = split_counts(8)
     assert small == {split: 1 for split in SPLITS}
-    assert min(split_counts(200).values()) == 1 and sum(split_counts(200).values()) == 200
+    assert min(split_counts(200).values()) == 1
+    assert sum(split_counts(200).values()) == 200
     with pytest.raises(ValueError, match="rows is 7; a sample needs at least 8"):
         split_counts(7)
 
@@ -390,7 +397,8 @@ def test_sample_format(sample_root: Path, sample_frame: pl.DataFrame) -> None:
     with csv_of(sample_root).open(newline="") as handle:
         assert next(csv.reader(handle)) == list(METADATA_COLUMNS)
     raw = csv_of(sample_root).read_text()
-    assert "no_data" not in raw and ",," in raw  # missing values are empty fields
+    assert "no_data" not in raw
+    assert ",," in raw  # missing values are empty fields
 
     frame = sample_frame
     assert frame.height == 400
@@ -404,7 +412,8 @@ def test_sample_format(sample_root: Path, sample_frame: pl.DataFrame) -> None:
     pretrain = frame.filter(pl.col("split") == "pretrain")
     labelled = frame.filter(pl.col("split") != "pretrain")
     assert pretrain["species"].null_count() == pretrain.height
-    assert labelled["species"].null_count() == 0 and labelled["genus"].null_count() == 0
+    assert labelled["species"].null_count() == 0
+    assert labelled["genus"].null_count() == 0
     assert all(re.fullmatch(r"[A-Z][a-z]+ [a-z]+", s)
                for s in labelled.filter(pl.col("split").is_in(SEEN_SPLITS))["species"])
     assert all(" sp. " in s for s in labelled.filter(
@@ -419,7 +428,9 @@ def test_sample_barcodes(tmp_path: Path) -> None:
     frame = read_metadata_csv(csv_of(write_bioscan5m_sample(tmp_path, rows=20_000, images=0)))
     barcodes = frame["dna_barcode"]
     lengths = barcodes.str.len_chars()
-    assert 640 <= lengths.median() <= 660 and lengths.min() >= 500 and lengths.max() <= 720
+    assert 640 <= lengths.median() <= 660
+    assert lengths.min() >= 500
+    assert lengths.max() <= 720
     assert (lengths > 660).any()
     assert barcodes.str.contains("^[ACGTN]+$").all()
     assert 0.02 < barcodes.str.ends_with("N").mean() < 0.12
@@ -445,7 +456,8 @@ def test_sample_is_deterministic(tmp_path: Path) -> None:
     assert csv_of(a).read_bytes() == csv_of(b).read_bytes() == csv_of(d).read_bytes()
     assert csv_of(a).read_bytes() != csv_of(c).read_bytes()
     images_a = sorted(p.relative_to(a) for p in a.rglob("*.jpg"))
-    assert images_a == sorted(p.relative_to(b) for p in b.rglob("*.jpg")) and len(images_a) == 10
+    assert images_a == sorted(p.relative_to(b) for p in b.rglob("*.jpg"))
+    assert len(images_a) == 10
     assert all((a / p).read_bytes() == (b / p).read_bytes() for p in images_a)
     assert not list(c.rglob("*.jpg"))
 
@@ -472,7 +484,8 @@ def test_sample_images_and_zip_layout(tmp_path: Path) -> None:
     with zipfile.ZipFile(root / "BIOSCAN_5M_cropped_256_train.zip") as archive:
         with archive.open(archive.namelist()[0]) as handle:
             image = Image.open(handle)
-            assert image.format == "JPEG" and min(image.size) == 256
+            assert image.format == "JPEG"
+            assert min(image.size) == 256
 
 
 def test_sample_argument_errors(tmp_path: Path) -> None:
@@ -503,7 +516,8 @@ def test_locate_images_counts_missing_per_split(
     assert sum(found.missing.values()) == 100
     assert found.records == split_counts(400)
     for split, examples in found.missing_examples.items():
-        assert 0 < len(examples) <= 3 and all(e.startswith(f"{split}/") for e in examples)
+        assert 0 < len(examples) <= 3
+        assert all(e.startswith(f"{split}/") for e in examples)
 
 
 def test_locate_images_prefers_folders_then_zips(tmp_path: Path) -> None:
@@ -515,13 +529,15 @@ def test_locate_images_prefers_folders_then_zips(tmp_path: Path) -> None:
     (root / relative).parent.mkdir(parents=True)
     (root / relative).write_bytes(b"jpeg")
     found = locate_images(frame, root)
-    assert found.layout == "folders+zips" and found.paths.null_count() == 0
+    assert found.layout == "folders+zips"
+    assert found.paths.null_count() == 0
     assert found.paths[0] == relative
     assert all("::bioscan5m/images/cropped_256/" in p for p in found.paths[1:])
 
     nothing = locate_images(frame, root, package="original_256")
     assert (nothing.package, nothing.layout) == ("original_256", "none")
-    assert nothing.paths.null_count() == 30 and sum(nothing.missing.values()) == 30
+    assert nothing.paths.null_count() == 30
+    assert sum(nothing.missing.values()) == 30
 
 
 # --- prepare and load -------------------------------------------------------------------------
@@ -542,7 +558,8 @@ def test_prepare_and_load(tmp_path: Path, layout: str) -> None:
     assert train.num_rows == split_counts(150)["train"]
     assert train.column_names == METADATA_SCHEMA.names
     record = train[0]
-    assert record["image"].size == (32, 32) and record["species"]
+    assert record["image"].size == (32, 32)
+    assert record["species"]
     assert record["image"].format == "JPEG"
 
     frame = load_dataset(NAME, split="train+val", format="polars")
@@ -651,13 +668,14 @@ def test_find_metadata_csv_places(tmp_path: Path) -> None:
     assert data.data_kind == "real"
 
     data = read_bioscan5m_source(BIOSCAN5M_SPEC, path.parent)  # below the source root
-    assert data.source_root == root and data.data_kind == "sample"
+    assert data.source_root == root
+    assert data.data_kind == "sample"
 
 
 def test_metadata_zip_only_names_the_file_to_extract(tmp_path: Path) -> None:
     _zip(tmp_path / "BIOSCAN_5M_Insect_Dataset_metadata_MultiTypes.zip", [CSV_RELATIVE_PATH])
-    with pytest.raises(FileNotFoundError, match="BIOSCAN_5M_Insect_Dataset_metadata.csv is not "
-                                                "extracted; .*MultiTypes.zip holds it"):
+    with pytest.raises(FileNotFoundError, match="BIOSCAN_5M_Insect_Dataset_metadata.csv was "
+                                                "not found, but .*MultiTypes.zip contains it"):
         find_metadata_csv(tmp_path)
     with pytest.raises(FieldHarnessError, match="no bioscan-5m data found under"):
         prepare_dataset(NAME, tmp_path, progress=False)
@@ -683,16 +701,20 @@ def test_spec() -> None:
     spec = BIOSCAN5M_SPEC
     assert [s.name for s in spec.splits] == list(SPLITS)
     version = spec.version()
-    assert version.name == "2024" and sum(version.row_counts.values()) == 5_150_850
+    assert version.name == "2024"
+    assert sum(version.row_counts.values()) == 5_150_850
     assert METADATA_CSV_MD5 in version.description
     config = spec.config()
-    assert config.name == "metadata" and config.image_columns == ("image",)
+    assert config.name == "metadata"
+    assert config.image_columns == ("image",)
     assert config.schema.names == [*METADATA_COLUMNS, "image"]
     for remote in version.files:
         assert remote.urls[0] == f"https://zenodo.org/records/11973457/files/{remote.name}"
         assert remote.urls[1].startswith("https://huggingface.co/datasets/bioscan-ml/BIOSCAN-5M/")
-        assert len(remote.md5) == 32 and remote.size
-    assert spec.redistributable and spec.license == "CC BY 3.0"
+        assert len(remote.md5) == 32
+        assert remote.size
+    assert spec.redistributable
+    assert spec.license == "CC BY 3.0"
     assert "2406.12723" in spec.citation
 
 

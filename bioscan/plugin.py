@@ -1,9 +1,8 @@
 """The BIOSCAN-5M dataset plugin, registered as ``bioscan-5m``.
 
 ``python -m harness prepare bioscan-5m --source DIR`` reads the metadata CSV and the images of
-one package. The core's ``prepare`` passes no options to a plugin, so the package is the first
-of cropped_256, original_256, cropped and original_full found under the source; prepare's
-notes name it. A subclass (or an instance) with ``image_package`` set uses that package only.
+one package: the one named by ``--option image_package=NAME``, else the first of cropped_256,
+original_256, cropped and original_full found under the source; prepare's notes name it.
 """
 
 from __future__ import annotations
@@ -11,9 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
+from bioscan.images import PACKAGE_PREFERENCE
 from bioscan.prepare5m import read_bioscan5m_source
 from bioscan.sample5m import write_bioscan5m_sample
 from bioscan.spec import BIOSCAN5M_SPEC
+from harness.errors import UnknownNameError
 from harness.plugin import DatasetPlugin, PreparedData
 from harness.spec import DatasetSpec
 
@@ -32,6 +33,18 @@ class BIOSCAN5MPlugin(DatasetPlugin):
     image_package: str | None = None
     """Image package to prepare (``cropped_256``, ``original_256``, ``cropped``,
     ``original_full``); ``None`` takes the first present, in that order."""
+
+    prepare_options: ClassVar[dict[str, str]] = {
+        "image_package": "image package to read: " + ", ".join(PACKAGE_PREFERENCE)
+                         + " (default: the first of these found under the source)",
+    }
+
+    def configure_prepare(self, options: dict[str, str]) -> None:
+        package = options.get("image_package")
+        if package is not None:
+            if package not in PACKAGE_PREFERENCE:
+                raise UnknownNameError("BIOSCAN-5M image package", package, PACKAGE_PREFERENCE)
+            self.image_package = package
 
     def read_source(self, source: Path, *, version: str | None = None) -> PreparedData:
         return read_bioscan5m_source(self.spec, source, version, package=self.image_package)

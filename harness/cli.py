@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--source", type=Path, required=True, metavar="DIR",
                    help="folder at or above the dataset's split folders")
+    p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                   dest="prepare_options",
+                   help="dataset-specific prepare option, repeatable; 'python -m harness info "
+                        "NAME' lists them (e.g. image_package=cropped for bioscan-5m)")
     _add_version(p)
     _add_data_dir(p)
     p.set_defaults(handler=cmd_prepare)
@@ -211,7 +215,8 @@ def _print_prepared(name: str, data_dir: Path | None) -> None:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    spec = registry.get_dataset(args.name).spec
+    plugin = registry.get_dataset(args.name)
+    spec = plugin.spec
     if args.bibtex:
         print(spec.citation.strip())
         return 0
@@ -237,6 +242,11 @@ def cmd_info(args: argparse.Namespace) -> int:
             print(f"    rows {key}: {rows:,}")
 
     _print_prepared(spec.name, args.data_dir)
+    if plugin.prepare_options:
+        print("Prepare options (prepare --option NAME=VALUE):")
+        for option, text in plugin.prepare_options.items():
+            print(textwrap.fill(text, 100, initial_indent=f"  {option}: ",
+                                subsequent_indent="    "))
 
     print("Splits:")
     for split in spec.splits:
@@ -270,8 +280,15 @@ def cmd_download(args: argparse.Namespace) -> int:
 def cmd_prepare(args: argparse.Namespace) -> int:
     from harness.prepare import prepare_dataset
 
+    options: dict[str, str] = {}
+    for option in args.prepare_options:
+        key, sep, value = option.partition("=")
+        if not sep or not key.strip():
+            raise FieldHarnessError(f"--option {option!r} is not NAME=VALUE; for example "
+                                    "--option image_package=cropped")
+        options[key.strip()] = value.strip()
     manifest = prepare_dataset(args.name, args.source, version=args.dataset_version,
-                               data_dir=args.data_dir)
+                               data_dir=args.data_dir, options=options)
     kind = "subset of " if manifest.subset else ""
     print(f"Prepared {manifest.dataset} {manifest.version} ({kind}{manifest.data_kind} data) "
           f"from {manifest.source_root}")

@@ -151,6 +151,16 @@ class DatasetPlugin(ABC):
             FileNotFoundError: nothing of the dataset was found under ``source``.
         """
 
+    prepare_options: ClassVar[dict[str, str]] = {}
+    """Options of ``prepare`` (``--option NAME=VALUE``), name -> help text; none by default."""
+
+    def configure_prepare(self, options: dict[str, str]) -> None:  # noqa: B027
+        """Apply ``prepare`` options, already checked against :attr:`prepare_options`.
+
+        Raises:
+            UnknownNameError: a value is not valid for its option.
+        """
+
     def generate_sample(self, out_dir: Path, *, seed: int = 0) -> Path:
         """Write a small synthetic copy in the official layout and return its root folder."""
         raise NotImplementedError(f"{self.spec.name} has no sample generator")

@@ -17,11 +17,8 @@ are re-exported here.
 
 from __future__ import annotations
 
-import io
 import logging
 import operator
-import os
-import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from os import PathLike
 from typing import Any
@@ -29,12 +26,12 @@ from typing import Any
 import numpy as np
 import polars as pl
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from harness.errors import DataFormatError, FieldHarnessError, UnknownNameError
-from harness.plugin import ARCHIVE_MEMBER_SEPARATOR
+from harness.imagestore import ImageNotFoundError, ImageStore
 from sewerml.classes import DEFECT_CODES
 from sewerml.tasks import (
     IGNORE_INDEX,
@@ -69,13 +66,6 @@ PROPERTY_COLUMNS = {"shape": "Shape", "material": "Material"}
 """CSV column of each optional multi-class task."""
 
 REQUIRED_COLUMNS = ("Filename", "image", *DEFECT_CODES, "Defect", "WaterLevel")
-
-_FILE = 0
-_ARCHIVE = 1
-
-
-class ImageNotFoundError(FieldHarnessError, FileNotFoundError):
-    """An image file, zip archive or archive member listed in the prepared table is missing."""
 
 
 # --- labels -----------------------------------------------------------------------------------
@@ -124,53 +114,6 @@ def _labelled_rows(defect: Sequence[Any], names: Sequence[str]) -> bool:
         field="Defect", expected="labels on every image or on none; load a labelled split "
         "(train, val) and the test split separately",
     )
-
-
-# --- image locations --------------------------------------------------------------------------
-
-
-def _split_locations(images: pl.Series) -> tuple[list[tuple[int, str]], np.ndarray, np.ndarray]:
-    """Split image locations into containers (folders and archives) and names inside them.
-
-    Storing each container once and the names as a bytes array keeps a million locations in
-    tens of megabytes, and numpy arrays are not touched by reference counting in forked
-    DataLoader workers.
-
-    Returns:
-        ``(containers, container_ids, names)``: the ``(kind, path)`` of each container, the
-        container of each image (int32) and the file or member name of each image (bytes).
-    """
-    parts = pl.DataFrame({"image": images}).with_columns(
-        pl.col("image").str.contains(ARCHIVE_MEMBER_SEPARATOR, literal=True).alias("in_archive")
-    )
-    member = pl.col("image").str.splitn(ARCHIVE_MEMBER_SEPARATOR, 2)
-    parts = parts.with_columns(
-        pl.when(pl.col("in_archive"))
-        .then(member.struct.field("field_0"))
-        .otherwise(pl.col("image").str.replace(r"/[^/]*$", ""))
-        .alias("container"),
-        pl.when(pl.col("in_archive"))
-        .then(member.struct.field("field_1"))
-        .otherwise(pl.col("image").str.extract(r"([^/]*)$", 1))
-        .alias("name"),
-    )
-    keys = parts.select("in_archive", "container").unique(maintain_order=True)
-    containers = [(_ARCHIVE if in_archive else _FILE, path)
-                  for in_archive, path in keys.iter_rows()]
-    ids = parts.join(keys.with_row_index("id"), on=["in_archive", "container"], how="left",
-                     maintain_order="left")["id"]
-    names = np.array(parts["name"].to_list(), dtype=np.bytes_)
-    return containers, ids.to_numpy().astype(np.int32), names
-
-
-def _decode(data: bytes | str, where: str, filename: str) -> Image.Image:
-    """Decode a PNG from bytes or a file path into an RGB PIL image."""
-    try:
-        with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as image:
-            return image.convert("RGB")
-    except UnidentifiedImageError as err:
-        raise DataFormatError(f"failed to decode image {filename}", path=where,
-                              expected="a PNG image") from err
 
 
 # --- dataset ----------------------------------------------------------------------------------
@@ -262,15 +205,12 @@ class SewerMLImages(Dataset):
                                     + (" with Defect == 1" if defect_only else ""))
 
         self.filenames: list[str] = frame["Filename"].to_list()
-        self._filenames = np.array(self.filenames, dtype=np.bytes_)
-        self._containers, self._container_ids, self._names = _split_locations(frame["image"])
+        self._images = ImageStore(frame["image"], self.filenames, dataset="sewerml",
+                                  image_format="a PNG image")
         self.tasks: tuple[str, ...] = ()
         self.targets: dict[str, np.ndarray] = {}
         if self.has_labels:
             self._read_targets(frame)
-
-        self._archives: dict[str, zipfile.ZipFile] = {}
-        self._archives_pid: int | None = None
 
     def _read_targets(self, frame: pl.DataFrame) -> None:
         names = self.filenames
@@ -295,7 +235,7 @@ class SewerMLImages(Dataset):
         self.tasks = tuple(tasks)
 
     def __len__(self) -> int:
-        return len(self._names)
+        return len(self.filenames)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         index = operator.index(index)
@@ -315,11 +255,7 @@ class SewerMLImages(Dataset):
 
     def location(self, index: int) -> str:
         """Return where image ``index`` is stored: a file path or ``archive.zip::member``."""
-        kind, path = self._containers[self._container_ids[index]]
-        name = self._names[index].decode()
-        if kind == _ARCHIVE:
-            return f"{path}{ARCHIVE_MEMBER_SEPARATOR}{name}"
-        return f"{path}/{name}"
+        return self._images.location(index)
 
     def load_image(self, index: int) -> Image.Image:
         """Decode image ``index`` into an RGB PIL image, without the transform.
@@ -329,61 +265,11 @@ class SewerMLImages(Dataset):
                 names it and the image's ``Filename``.
             DataFormatError: The file is not a readable PNG, or the archive is not a zip file.
         """
-        kind, path = self._containers[self._container_ids[index]]
-        name = self._names[index].decode()
-        filename = self._filenames[index].decode()
-        if kind == _FILE:
-            file_path = f"{path}/{name}"
-            try:
-                return _decode(file_path, file_path, filename)
-            except FileNotFoundError as err:
-                raise ImageNotFoundError(
-                    f"image file {file_path} of {filename} not found; prepare sewerml again "
-                    "if the images moved"
-                ) from err
-
-        archive = self._archive(path)
-        try:
-            data = archive.read(name)
-        except KeyError as err:
-            raise ImageNotFoundError(
-                f"member {name} of {filename} not found in zip archive {path}; prepare sewerml "
-                "again if the archive changed"
-            ) from err
-        return _decode(data, f"{path}{ARCHIVE_MEMBER_SEPARATOR}{name}", filename)
-
-    def _archive(self, path: str) -> zipfile.ZipFile:
-        """Return this process's open handle of a zip archive, opening it on first use."""
-        pid = os.getpid()
-        if self._archives_pid != pid:
-            # A forked child would share the parent's file offsets, so it drops the handles.
-            self._archives = {}
-            self._archives_pid = pid
-        handle = self._archives.get(path)
-        if handle is None:
-            try:
-                handle = zipfile.ZipFile(path)
-            except FileNotFoundError as err:
-                raise ImageNotFoundError(
-                    f"zip archive {path} not found; prepare sewerml again if it moved"
-                ) from err
-            except zipfile.BadZipFile as err:
-                raise DataFormatError("invalid zip archive", path=path) from err
-            self._archives[path] = handle
-        return handle
+        return self._images.load(index)
 
     def close(self) -> None:
         """Close the zip archives this process opened. The next read reopens them."""
-        if self._archives_pid == os.getpid():
-            for handle in self._archives.values():
-                handle.close()
-        self._archives = {}
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_archives"] = {}
-        state["_archives_pid"] = None
-        return state
+        self._images.close()
 
     def label_counts(self) -> dict[str, np.ndarray]:
         """Count the images with each class, per task, on this split.

@@ -809,3 +809,33 @@ def test_load_split_aliases(tmp_path):
     assert counts["unseen"] == counts["key_unseen"] + counts["val_unseen"] + counts["test_unseen"]
     assert counts["all"] == 400
     assert counts["validation"] == counts["val"]
+
+
+# --- prepare options ----------------------------------------------------------------------------
+
+
+def test_prepare_option_chooses_the_image_package(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
+    root = tmp_path / "two"
+    write_bioscan5m_sample(root, rows=40, seed=1, package="cropped_256")
+    write_bioscan5m_sample(root, rows=40, seed=1, package="original_256")
+    manifest = prepare_dataset(NAME, root, progress=False)
+    assert any("package cropped_256" in note for note in manifest.notes)
+
+    assert main(["prepare", NAME, "--source", str(root),
+                 "--option", "image_package=original_256"]) == 0
+    assert "images: package original_256" in capsys.readouterr().out
+    frame = load_dataset(NAME, split="train", format="polars")
+    assert frame["image"].str.contains("/original_256/").all()
+
+    assert main(["info", NAME]) == 0
+    assert "image_package: image package to read: cropped_256" in capsys.readouterr().out
+
+    with pytest.raises(UnknownNameError, match="unknown prepare option of bioscan-5m 'package'"):
+        prepare_dataset(NAME, root, progress=False, options={"package": "cropped"})
+    with pytest.raises(UnknownNameError, match="unknown BIOSCAN-5M image package 'cropped_512'"):
+        prepare_dataset(NAME, root, progress=False, options={"image_package": "cropped_512"})
+    assert main(["prepare", NAME, "--source", str(root), "--option", "image_package"]) != 0
+    assert "--option 'image_package' is not NAME=VALUE" in capsys.readouterr().err

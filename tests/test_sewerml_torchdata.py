@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from harness import load_dataset, registry
+from harness import imagestore, load_dataset, registry
 from harness.errors import DataFormatError, FieldHarnessError, UnknownNameError
 from harness.prepare import prepare_dataset
 from harness.registry import register_dataset
@@ -267,7 +267,7 @@ def test_zip_archives_opened_once(prepared: dict[str, tuple[Path, Path]],
 
     # A process with another id (a forked worker) opens its own handles.
     other_pid = os.getpid() + 1
-    monkeypatch.setattr(torchdata.os, "getpid", lambda: other_pid)
+    monkeypatch.setattr(imagestore.os, "getpid", lambda: other_pid)
     dataset.load_image(0)
     assert len(opened) == 3
 
@@ -275,12 +275,12 @@ def test_zip_archives_opened_once(prepared: dict[str, tuple[Path, Path]],
 def test_pickle_leaves_out_open_archives(prepared: dict[str, tuple[Path, Path]]) -> None:
     dataset = images("zip", prepared)
     first = dataset[0]["image"]
-    assert dataset._archives
+    assert dataset._images._archives
     copy = pickle.loads(pickle.dumps(dataset))
-    assert copy._archives == {}
+    assert copy._images._archives == {}
     assert torch.equal(copy[0]["image"], first)
     dataset.close()
-    assert dataset._archives == {}
+    assert dataset._images._archives == {}
     assert torch.equal(dataset[0]["image"], first)
 
 

@@ -484,12 +484,14 @@ class FitResult:
     """The files and numbers that :func:`fit` produced.
 
     Attributes:
-        best_checkpoint: ``checkpoints/best.pt``, the epoch with the lowest validation loss (the
-            last epoch without validation data).
+        best_checkpoint: ``checkpoints/best.pt``, the epoch with the lowest validation loss, or
+            the highest validation metric when ``fit`` had a ``val_metric`` (the last epoch
+            without validation data).
         last_checkpoint: ``checkpoints/last.pt``, the latest saved epoch.
         best_epoch: 1-based epoch of ``best_checkpoint``; 0 when no epoch had a finite
             validation loss.
         best_val_loss: Validation loss of ``best_epoch``; ``None`` without validation data.
+        best_val_metric: Validation metric of ``best_epoch``; ``None`` without ``val_metric``.
         history: One dict per epoch with the keys of ``history.csv``.
         files: Every file written, in the order checkpoints, history, plot.
     """
@@ -500,6 +502,7 @@ class FitResult:
     best_val_loss: float | None
     history: list[dict[str, Any]]
     files: list[Path]
+    best_val_metric: float | None = None
 
 
 def _save_atomic(state: Mapping[str, Any], target: Path) -> None:
@@ -742,6 +745,7 @@ class _Progress:
     best_val_loss: float | None = None
     best_epoch: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    best_val_metric: float | None = None
 
 
 def _check_resume_settings(saved: Mapping[str, Any], settings: TrainSettings, path: Path,
@@ -786,7 +790,8 @@ def _resume(
     progress = _Progress(epoch=int(checkpoint["epoch"]),
                          best_val_loss=checkpoint["best_val_loss"],
                          best_epoch=int(checkpoint["best_epoch"]),
-                         history=[dict(row) for row in checkpoint["history"]])
+                         history=[dict(row) for row in checkpoint["history"]],
+                         best_val_metric=checkpoint.get("best_val_metric"))
     _check_resume_settings(checkpoint["settings"], settings, path, progress.epoch,
                            context.world_size, int(checkpoint.get("world_size", 1)))
 
@@ -811,10 +816,13 @@ def _resume(
 
 def _write_history(history: Sequence[Mapping[str, Any]], target: Path) -> None:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
+    columns = HISTORY_COLUMNS
+    if any(row.get("val_metric") is not None for row in history):
+        columns = (*HISTORY_COLUMNS, "val_metric")
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in history:
-        writer.writerow({key: "" if row.get(key) is None else row[key] for key in HISTORY_COLUMNS})
+        writer.writerow({key: "" if row.get(key) is None else row[key] for key in columns})
     write_text(target, buffer.getvalue())
 
 
@@ -860,6 +868,7 @@ def _checkpoint_state(
         "epoch": progress.epoch,
         "best_val_loss": progress.best_val_loss,
         "best_epoch": progress.best_epoch,
+        "best_val_metric": progress.best_val_metric,
         "history": [dict(row) for row in progress.history],
         "rng": _rng_states(),
         "settings": settings.to_dict(),
@@ -881,6 +890,7 @@ class _Loop:
     input_key: str
     settings: TrainSettings
     progress_bar: bool
+    val_metric: Callable[[Any, Mapping[str, Any]], torch.Tensor] | None = None
 
 
 def _check_loss(loss: Any) -> None:
@@ -932,29 +942,42 @@ def _train_epoch(loop: _Loop, loader: DataLoader, epoch: int) -> float:
     return float(sums[0] / sums[1])
 
 
-def _validate(loop: _Loop, loader: DataLoader) -> float:
+def _metric_values(values: Any, size: int) -> torch.Tensor:
+    if not isinstance(values, torch.Tensor) or values.shape != (size,):
+        shape = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
+        raise FieldHarnessError(f"val_metric returned {shape} for a batch of {size}; expected "
+                                f"one score per sample, shape ({size},)")
+    return values.detach().double()
+
+
+def _validate(loop: _Loop, loader: DataLoader) -> tuple[float, float | None]:
+    """Return the mean validation loss and, with ``val_metric``, the mean per-sample metric."""
     device = loop.context.device
     module = _unwrap(loop.model)
     module.eval()
     batches, _ = _limited(loader, loop.settings.max_steps_per_epoch)
-    sums = torch.zeros(2, dtype=torch.float64, device=device)
+    sums = torch.zeros(3, dtype=torch.float64, device=device)
 
     with torch.no_grad():
         for batch in batches:
             batch = _to_device(batch, device, loop.channels_last)
             inputs = _model_input(batch, loop.input_key)
             with _autocast(device, loop.precision):
-                loss = loop.loss_fn(module(inputs), batch)
+                outputs = module(inputs)
+                loss = loop.loss_fn(outputs, batch)
             _check_loss(loss)
             size = _batch_size(inputs)
             sums[0] += loss.detach().double().reshape(()) * size
             sums[1] += size
+            if loop.val_metric is not None:
+                sums[2] += _metric_values(loop.val_metric(outputs, batch), size).sum()
 
     sums = _all_reduce_sum(sums, loop.context)
     if sums[1] == 0:
         raise FieldHarnessError("the validation data yielded no batches; expected a non-empty "
                                 "dataset, or pass val_data=None")
-    return float(sums[0] / sums[1])
+    metric = None if loop.val_metric is None else float(sums[2] / sums[1])
+    return float(sums[0] / sums[1]), metric
 
 
 def _configure_determinism(settings: TrainSettings, device: torch.device) -> None:
@@ -982,6 +1005,7 @@ def fit(
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any = None,
     progress: bool = True,
+    val_metric: Callable[[Any, Mapping[str, Any]], torch.Tensor] | None = None,
 ) -> FitResult:
     """Train ``model`` in place and write checkpoints, the loss history and a loss plot.
 
@@ -1011,6 +1035,10 @@ def fit(
         optimizer: Used instead of SGD(lr, momentum, weight_decay) over ``model.parameters()``.
         scheduler: Used instead of MultiStepLR(milestones, gamma); stepped once per epoch.
         progress: Show a tqdm bar per epoch on rank 0.
+        val_metric: ``val_metric(outputs, batch)`` returning one score per sample (shape
+            ``[batch]``, e.g. 1.0 where the top-1 prediction is right). Its mean over the
+            validation set is logged as ``val_metric`` in the history, and ``best.pt`` is then
+            the epoch with the highest value instead of the lowest validation loss.
 
     Returns:
         The checkpoint paths, the best epoch and its validation loss, the history and the files.
@@ -1039,7 +1067,8 @@ def fit(
         return _fit(model, train_data, val_data, loss_fn, settings, context,
                     output_dir=output_dir, last_path=last_path, best_path=best_path,
                     resume_path=resume_path, input_key=input_key, collate_fn=collate_fn,
-                    optimizer=optimizer, scheduler=scheduler, progress=progress)
+                    optimizer=optimizer, scheduler=scheduler, progress=progress,
+                    val_metric=val_metric)
     finally:
         if owns_group and dist.is_initialized():
             dist.destroy_process_group()
@@ -1062,6 +1091,7 @@ def _fit(
     optimizer: torch.optim.Optimizer | None,
     scheduler: Any,
     progress: bool,
+    val_metric: Callable[[Any, Mapping[str, Any]], torch.Tensor] | None,
 ) -> FitResult:
     device = context.device
     precision = _resolve_precision(settings, device)
@@ -1110,7 +1140,8 @@ def _fit(
         loss_fn.to(device)
     loop = _Loop(model=network, loss_fn=loss_fn, optimizer=optimizer, scaler=scaler,
                  context=context, precision=precision, channels_last=channels_last,
-                 input_key=input_key, settings=settings, progress_bar=progress)
+                 input_key=input_key, settings=settings, progress_bar=progress,
+                 val_metric=val_metric)
     history_path = output_dir / "history.csv"
     if context.is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -1135,7 +1166,8 @@ def _fit(
 
     return FitResult(best_checkpoint=best_path, last_checkpoint=last_path,
                      best_epoch=state.best_epoch, best_val_loss=state.best_val_loss,
-                     history=list(state.history), files=files)
+                     history=list(state.history), files=files,
+                     best_val_metric=state.best_val_metric)
 
 
 def _run_epoch(
@@ -1161,15 +1193,24 @@ def _run_epoch(
         logger.info("epoch %d/%d started (lr %g)", epoch, settings.epochs, lr)
     start = time.perf_counter()
     train_loss = _train_epoch(loop, train_loader, epoch)
-    val_loss = None if val_loader is None else _validate(loop, val_loader)
+    val_loss, val_metric = (None, None) if val_loader is None else _validate(loop, val_loader)
     scheduler.step()
     seconds = time.perf_counter() - start
 
     state.epoch = epoch
-    state.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
-                          "lr": lr, "seconds": round(seconds, 3)})
+    row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr,
+           "seconds": round(seconds, 3)}
+    if val_metric is not None:
+        row["val_metric"] = val_metric
+    state.history.append(row)
     if val_loss is None:
         state.best_epoch = epoch
+    elif val_metric is not None:
+        if math.isfinite(val_metric) and (state.best_val_metric is None
+                                          or val_metric > state.best_val_metric):
+            state.best_val_metric = val_metric
+            state.best_val_loss = val_loss
+            state.best_epoch = epoch
     elif math.isfinite(val_loss) and (state.best_val_loss is None
                                       or val_loss < state.best_val_loss):
         state.best_val_loss = val_loss
@@ -1177,6 +1218,8 @@ def _run_epoch(
 
     if context.is_main:
         val_text = "" if val_loss is None else f", validation loss {val_loss:.6f}"
+        if val_metric is not None:
+            val_text += f", validation metric {val_metric:.6f}"
         logger.info("epoch %d/%d finished: training loss %.6f%s, %.1f s", epoch,
                     settings.epochs, train_loss, val_text, seconds)
 
@@ -1201,7 +1244,10 @@ def _save_epoch(
                 shutil.copyfile(last_path, tmp)
         elif write_best:
             _save_atomic(checkpoint, best_path)
-        if write_best and has_val:
+        if write_best and has_val and state.best_val_metric is not None:
+            logger.info("epoch %d has the highest validation metric so far (%.6f); wrote %s",
+                        epoch, state.best_val_metric, best_path)
+        elif write_best and has_val:
             logger.info("epoch %d has the lowest validation loss so far (%.6f); wrote %s",
                         epoch, state.best_val_loss, best_path)
     if write_last or write_best:

@@ -253,6 +253,44 @@ def test_best_follows_lowest_val_loss(tmp_path: Path) -> None:
     assert same_weights(best["model"], one_epoch.state_dict())
 
 
+def test_best_follows_highest_val_metric(tmp_path: Path) -> None:
+    # As above the validation loss rises every epoch, but this metric (closeness to the negated
+    # validation target, i.e. to the training target) rises too, so the last epoch is best.
+    def closeness(outputs: torch.Tensor, batch: dict) -> torch.Tensor:
+        return -((outputs.float() + batch["target"]) ** 2).squeeze(1)
+
+    model = nn.Linear(FEATURES, 1)
+    nn.init.zeros_(model.weight)
+    nn.init.zeros_(model.bias)
+    train, val = VectorData(32), VectorData(32, sign=-1.0)
+    run = tmp_path / "run"
+    result = fit(model, train, val, mse, settings(epochs=3, lr=0.02, momentum=0.0), run,
+                 progress=False, val_metric=closeness)
+    metrics = [row["val_metric"] for row in result.history]
+    assert metrics[0] < metrics[1] < metrics[2]
+    assert result.best_epoch == 3
+    assert result.best_val_metric == metrics[2]
+    assert result.best_val_loss == result.history[2]["val_loss"]
+    assert torch.load(result.best_checkpoint, weights_only=True)["best_val_metric"] == metrics[2]
+    written = read_history(run / "history.csv")
+    assert [float(row["val_metric"]) for row in written] == pytest.approx(metrics)
+
+    resumed = fit(model, train, val, mse, settings(epochs=4, lr=0.02, momentum=0.0), run,
+                  resume="last", progress=False, val_metric=closeness)
+    assert resumed.best_epoch == 4
+    assert resumed.best_val_metric > metrics[2]
+
+
+def test_val_metric_needs_one_score_per_sample(tmp_path: Path) -> None:
+    def mean_only(outputs: torch.Tensor, batch: dict) -> torch.Tensor:
+        return outputs.mean()
+
+    with pytest.raises(FieldHarnessError, match=r"val_metric returned \(\) for a batch of 8; "
+                                                r"expected one score per sample, shape \(8,\)"):
+        fit(mlp(), VectorData(16), VectorData(8), mse, settings(epochs=1), tmp_path,
+            progress=False, val_metric=mean_only)
+
+
 def test_no_val_data_best_is_last(tmp_path: Path) -> None:
     result = fit(mlp(), VectorData(16), None, mse, settings(epochs=2), tmp_path, progress=False)
     assert result.best_epoch == 2

@@ -22,8 +22,8 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed-runtime
 
 # The main jobs on generated sample data in the official layouts: evaluate MOT17 tracker output
-# with the TrackEval-exact metrics, train and score the CT-GNN baseline on Sewer-ML frames, and
-# write the leaderboard of both.
+# with the TrackEval-exact metrics, train and score the CT-GNN baseline on Sewer-ML frames,
+# cluster BIOSCAN-5M barcodes and score the clusters by AMI, and write the leaderboard.
 demo: $(VENV)/.installed-runtime
 	rm -rf $(DEMO)
 	FIELDHARNESS_HOME=$(DEMO)/home $(BIN)/python -m harness sample mot17 --output $(DEMO)/mot17
@@ -35,9 +35,16 @@ demo: $(VENV)/.installed-runtime
 		--source $(DEMO)/sewerml
 	FIELDHARNESS_HOME=$(DEMO)/home $(BIN)/python -m harness run sewerml ctgnn \
 		--output $(DEMO)/run-ctgnn
+	FIELDHARNESS_HOME=$(DEMO)/home $(BIN)/python -m harness sample bioscan-5m \
+		--output $(DEMO)/bioscan5m
+	FIELDHARNESS_HOME=$(DEMO)/home $(BIN)/python -m harness prepare bioscan-5m \
+		--source $(DEMO)/bioscan5m
+	FIELDHARNESS_HOME=$(DEMO)/home $(BIN)/python -m harness run bioscan-5m zsc \
+		--output $(DEMO)/run-zsc
 	FIELDHARNESS_HOME=$(DEMO)/home $(BIN)/python -m harness leaderboard --runs $(DEMO) \
 		--include-sample --output $(DEMO)/leaderboard.csv
-	@echo "Demo results: $(DEMO)/run-noisytracker, $(DEMO)/run-ctgnn and $(DEMO)/leaderboard.md"
+	@echo "Demo results: $(DEMO)/run-noisytracker, $(DEMO)/run-ctgnn, $(DEMO)/run-zsc and" \
+		"$(DEMO)/leaderboard.md"
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import polars as pl
 
+from bioscan.spec import IMAGE_PACKAGES
 from bioscan.splits import SPLITS
 from harness.errors import UnknownNameError
 from harness.plugin import ARCHIVE_MEMBER_SEPARATOR
@@ -58,7 +59,7 @@ PACKAGES: tuple[str, ...] = ("original_full", "cropped", "original_256", "croppe
 """The image packages: the 1024×768 originals, their detector crops, and both resized so that
 the shorter side is 256 pixels."""
 
-PACKAGE_PREFERENCE: tuple[str, ...] = ("cropped_256", "original_256", "cropped", "original_full")
+PACKAGE_PREFERENCE: tuple[str, ...] = IMAGE_PACKAGES
 """Order in which ``locate_images`` picks a package when none is named: cropped_256 first, as
 bioscan-dataset's default and the only package on Zenodo."""
 

@@ -10,10 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from bioscan.images import PACKAGE_PREFERENCE
-from bioscan.prepare5m import read_bioscan5m_source
-from bioscan.sample5m import write_bioscan5m_sample
-from bioscan.spec import BIOSCAN5M_SPEC
+from bioscan.spec import BIOSCAN5M_SPEC, IMAGE_PACKAGES
 from harness.errors import UnknownNameError
 from harness.plugin import DatasetPlugin, PreparedData
 from harness.spec import DatasetSpec
@@ -30,24 +27,36 @@ class BIOSCAN5MPlugin(DatasetPlugin):
 
     spec: ClassVar[DatasetSpec] = BIOSCAN5M_SPEC
 
+    leaderboard_metrics: ClassVar[tuple[str, ...]] = (
+        "ami_class", "ami_order", "ami_family", "ami_subfamily", "ami_genus", "ami_species",
+        "ami_bin", "species_accuracy_finetuned", "species_accuracy_linear_probe",
+        "genus_accuracy_1nn_unseen",
+    )
+    """Zero-shot clustering AMI per rank, then the BarcodeBERT accuracies (percent)."""
+
     image_package: str | None = None
     """Image package to prepare (``cropped_256``, ``original_256``, ``cropped``,
     ``original_full``); ``None`` takes the first present, in that order."""
 
     prepare_options: ClassVar[dict[str, str]] = {
-        "image_package": "image package to read: " + ", ".join(PACKAGE_PREFERENCE)
+        "image_package": "image package to read: " + ", ".join(IMAGE_PACKAGES)
                          + " (default: the first of these found under the source)",
     }
 
     def configure_prepare(self, options: dict[str, str]) -> None:
         package = options.get("image_package")
         if package is not None:
-            if package not in PACKAGE_PREFERENCE:
-                raise UnknownNameError("BIOSCAN-5M image package", package, PACKAGE_PREFERENCE)
+            if package not in IMAGE_PACKAGES:
+                raise UnknownNameError("BIOSCAN-5M image package", package, IMAGE_PACKAGES)
             self.image_package = package
 
+    # The reader and the generator are imported when used, so that a load imports neither.
     def read_source(self, source: Path, *, version: str | None = None) -> PreparedData:
+        from bioscan.prepare5m import read_bioscan5m_source
+
         return read_bioscan5m_source(self.spec, source, version, package=self.image_package)
 
     def generate_sample(self, out_dir: Path, *, seed: int = 0) -> Path:
+        from bioscan.sample5m import write_bioscan5m_sample
+
         return write_bioscan5m_sample(out_dir, rows=SAMPLE_ROWS, seed=seed)

@@ -9,8 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from bioscan.prepare1m import read_bioscan1m_source
-from bioscan.sample1m import write_bioscan1m_sample
 from bioscan.spec1m import BIOSCAN1M_SPEC
 from harness.plugin import DatasetPlugin, PreparedData
 from harness.spec import DatasetSpec
@@ -29,6 +27,11 @@ class BIOSCAN1MPlugin(DatasetPlugin):
 
     spec: ClassVar[DatasetSpec] = BIOSCAN1M_SPEC
 
+    leaderboard_metrics: ClassVar[tuple[str, ...]] = (
+        "top-1", "top-3", "top-5", "macro-top-1", "F1-micro", "F1-macro",
+    )
+    """Image classifier scores on the test partition (percent)."""
+
     def read_source(self, source: Path, *, version: str | None = None) -> PreparedData:
         """Read the metadata TSV under ``source`` and locate the images of every record.
 
@@ -37,8 +40,12 @@ class BIOSCAN1MPlugin(DatasetPlugin):
                 ``bioscan/`` folder.
             harness.errors.DataFormatError: The TSV or a CLIBD file does not follow the format.
         """
+        from bioscan.prepare1m import read_bioscan1m_source
+
         return read_bioscan1m_source(self.spec, source, version)
 
     def generate_sample(self, out_dir: Path, *, seed: int = 0) -> Path:
         """Write a synthetic copy of 400 records, 40 of them with images, and return its root."""
+        from bioscan.sample1m import write_bioscan1m_sample
+
         return write_bioscan1m_sample(out_dir, rows=SAMPLE_ROWS, seed=seed, images=SAMPLE_IMAGES)

@@ -97,6 +97,10 @@ METADATA_SCHEMA = pa.schema(
 nullable; an empty field or ``no_data`` in the CSV is null."""
 
 
+IMAGE_PACKAGES = ("cropped_256", "original_256", "cropped", "original_full")
+"""The four image packages, in the order prepare looks for them."""
+
+
 def _remote(name: str, md5: str, size: int) -> RemoteFile:
     return RemoteFile(name, (ZENODO_FILES + name, HF_FILES + name), md5=md5, size=size)
 

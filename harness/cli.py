@@ -187,9 +187,11 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"  {name:<14} {registry.get_evaluator(name).description}")
     print("Baselines (python -m harness run DATASET METHOD):")
     names = registry.baseline_names()
+    width = max((len(key) + 1 for key in names), default=0)
     for key in names:
         dataset, method = key.split(".", 1)
-        print(f"  {dataset} {method:<10} {registry.get_baseline(dataset, method).description}")
+        label = f"{dataset} {method}"
+        print(f"  {label:<{width}} {registry.get_baseline(dataset, method).description}")
     if not names:
         print("  (none registered)")
     return 0

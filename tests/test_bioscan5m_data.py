@@ -839,3 +839,25 @@ def test_prepare_option_chooses_the_image_package(tmp_path: Path,
         prepare_dataset(NAME, root, progress=False, options={"image_package": "cropped_512"})
     assert main(["prepare", NAME, "--source", str(root), "--option", "image_package"]) != 0
     assert "--option 'image_package' is not NAME=VALUE" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("layout", ["folders", "zip"])
+def test_polars_load_equals_parquet_scan(tmp_path: Path, layout: str) -> None:
+    # An eager polars load reads the Arrow file, a streaming one the Parquet file.
+    root = write_bioscan5m_sample(tmp_path / layout, rows=60, seed=4, images=40, layout=layout)
+    prepare_dataset(NAME, root, progress=False)
+    for split in ("train", "pretrain+test", None):
+        eager = load_dataset(NAME, split=split, format="polars")
+        scanned = load_dataset(NAME, split=split, format="polars", streaming=True)
+        if split is None:
+            assert eager.keys() == scanned.keys()
+            pairs = [(eager[name], scanned[name].collect()) for name in eager]
+        else:
+            pairs = [(eager, scanned.collect())]
+        for first, second in pairs:
+            assert first.schema == second.schema
+            assert first.equals(second)
+    images = load_dataset(NAME, split="train", format="polars", columns=["image"])["image"]
+    assert images.null_count() < images.len()
+    if layout == "zip":
+        assert images.drop_nulls().str.contains(r"\.zip::bioscan5m/images/").all()

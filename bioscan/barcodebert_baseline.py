@@ -30,9 +30,7 @@ import copy
 import csv
 import io
 import logging
-import tomllib
 from collections.abc import Mapping, Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -40,8 +38,8 @@ import numpy as np
 import polars as pl
 
 from harness import atomic
-from harness.config import add_training_arguments, load_config
-from harness.errors import FieldHarnessError, MissingDependencyError
+from harness.config import add_training_arguments, load_preset_config, require_torch
+from harness.errors import FieldHarnessError
 from harness.plugin import Baseline, EvalOutcome, RunContext
 
 __all__ = [
@@ -85,34 +83,10 @@ SCORES_PLOT = "scores.png"
 # --- config ------------------------------------------------------------------------------------
 
 
-def _preset_paths() -> dict[str, Path]:
-    folder = resources.files("bioscan") / "configs"
-    return {name: Path(str(folder / file)) for name, file in PRESETS.items()}
-
-
-def _paper_defaults() -> dict[str, Any]:
-    with open(_preset_paths()["paper"], "rb") as handle:
-        return tomllib.load(handle)
-
-
-def _require_torch() -> None:
-    try:
-        import torch  # noqa: F401
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"training BarcodeBERT needs PyTorch ({exc.name} is not installed); install it with: "
-            "pip install 'fieldharness[train]'") from None
-
-
 def _resolve_config(args: argparse.Namespace, data_kind: str) -> dict[str, Any]:
     """Return the paper config, or the sample preset on sample data, with the user's changes."""
-    chosen = args.config
-    if chosen is None and data_kind == "sample":
-        chosen = "sample"
-        logger.warning("The prepared BIOSCAN-5M copy is generated sample data, so barcodebert "
-                       "uses the short 'sample' schedule; pass --config paper for the published "
-                       "one.")
-    config = load_config(_paper_defaults(), chosen, args.overrides, presets=_preset_paths())
+    config = load_preset_config("bioscan", PRESETS, args.config, args.overrides,
+                                data_kind=data_kind, run_name="BIOSCAN-5M barcodebert")
     for key in ("device", "workers"):
         value = getattr(args, key, None)
         if value is not None:
@@ -326,7 +300,7 @@ class BarcodeBERTBaseline(Baseline):
             FieldHarnessError: ``--stage finetune`` or ``probe`` without ``--weights``, or a
                 ``--resume`` that names a file while several stages train.
         """
-        _require_torch()
+        require_torch("training BarcodeBERT")
         from harness.storage import read_manifest
         from harness.training import is_main_process
 

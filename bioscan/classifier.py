@@ -29,12 +29,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from torch import nn
 
-from harness import atomic
 from harness.errors import EvaluationError, FieldHarnessError, UnknownNameError
+from harness.plotting import new_figure, save_png
 
 __all__ = [
     "TOP_K",
@@ -66,7 +64,6 @@ AUXILIARY_HEADS = {"inception_v3": ("AuxLogits.",), "googlenet": ("aux1.", "aux2
 """Auxiliary classifiers that :func:`build_model` turns off. Their keys in a checkpoint are
 skipped."""
 
-DPI = 150
 CONFUSION_TEXT_LIMIT = 20
 """Largest number of classes for which every confusion-matrix cell is labelled with its count."""
 
@@ -465,8 +462,7 @@ def plot_per_class_accuracy(accuracy: Mapping[str, float], counts: Mapping[str, 
         raise EvaluationError(f"no sample count for class {missing[0]!r}; expected one count per "
                               "class")
 
-    figure = Figure(figsize=(max(6.0, 0.35 * len(names) + 2.0), 4.8), layout="constrained")
-    FigureCanvasAgg(figure)
+    figure = new_figure(max(6.0, 0.35 * len(names) + 2.0), 4.8)
     axes = figure.add_subplot()
     positions = np.arange(len(names))
     bars = axes.bar(positions, values * 100.0, color="tab:blue")
@@ -478,7 +474,7 @@ def plot_per_class_accuracy(accuracy: Mapping[str, float], counts: Mapping[str, 
     axes.set_xlabel("class (evaluated samples)")
     headline = f"mean of the {len(names)} classes shown = {values.mean() * 100.0:.2f} %"
     axes.set_title(headline if title is None else f"{title}\n{headline}")
-    return _save_png(figure, path)
+    return save_png(figure, path)
 
 
 def plot_confusion_matrix(matrix: Any, class_names: Sequence[str], path: str | PathLike[str], *,
@@ -504,8 +500,7 @@ def plot_confusion_matrix(matrix: Any, class_names: Sequence[str], path: str | P
 
     size = len(names)
     side = max(4.0, 0.3 * size + 3.0)
-    figure = Figure(figsize=(side + 1.0, side), layout="constrained")
-    FigureCanvasAgg(figure)
+    figure = new_figure(side + 1.0, side)
     axes = figure.add_subplot()
     image = axes.imshow(share, cmap="Blues", vmin=0.0, vmax=100.0)
     figure.colorbar(image, ax=axes, label="share of true class (%)")
@@ -522,13 +517,4 @@ def plot_confusion_matrix(matrix: Any, class_names: Sequence[str], path: str | P
     axes.set_ylabel("true class")
     if title is not None:
         axes.set_title(title)
-    return _save_png(figure, path)
-
-
-def _save_png(figure: Figure, path: str | PathLike[str]) -> Path:
-    path = Path(path)
-    with atomic.atomic_path(path, suffix=".png") as tmp:
-        figure.savefig(tmp, format="png", dpi=DPI)
-    figure.clear()
-    logger.info("wrote plot %s", path)
-    return path
+    return save_png(figure, path)

@@ -23,10 +23,8 @@ import copy
 import csv
 import io
 import logging
-import tomllib
 import warnings
 from collections.abc import Mapping, Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -34,8 +32,8 @@ import numpy as np
 import polars as pl
 
 from harness import atomic
-from harness.config import add_training_arguments, load_config
-from harness.errors import FieldHarnessError, MissingDependencyError, UnknownNameError
+from harness.config import add_training_arguments, load_preset_config, require_torch
+from harness.errors import FieldHarnessError, UnknownNameError
 from harness.plugin import Baseline, EvalOutcome, RunContext
 
 __all__ = ["PRESETS", "TASKS", "ClassifierBaseline", "partition_column", "target_rank_warning"]
@@ -99,26 +97,6 @@ def target_rank_warning(task: str, rank: str) -> str | None:
     return None
 
 
-def _preset_paths() -> dict[str, Path]:
-    folder = resources.files("bioscan") / "configs"
-    return {name: Path(str(folder / file)) for name, file in PRESETS.items()}
-
-
-def _paper_defaults() -> dict[str, Any]:
-    with open(_preset_paths()["paper"], "rb") as handle:
-        return tomllib.load(handle)
-
-
-def _require_torch() -> None:
-    try:
-        import torch  # noqa: F401
-        import torchvision  # noqa: F401
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"training the BIOSCAN-1M classifier needs PyTorch ({exc.name} is not installed); "
-            "install it with: pip install 'fieldharness[train]'") from None
-
-
 def _resolve_config(args: argparse.Namespace, data_kind: str) -> dict[str, Any]:
     """Return the default config (official settings), or the sample preset on sample data, with
     the user's changes.
@@ -126,13 +104,8 @@ def _resolve_config(args: argparse.Namespace, data_kind: str) -> dict[str, Any]:
     The options ``--model``, ``--loss``, ``--task``, ``--size``, ``--device`` and ``--workers``
     override the config keys of the same name.
     """
-    chosen = args.config
-    if chosen is None and data_kind == "sample":
-        chosen = "sample"
-        logger.warning("The prepared BIOSCAN-1M copy is generated sample data, so the classifier "
-                       "uses the short 'sample' schedule; pass --config paper for the published "
-                       "one.")
-    config = load_config(_paper_defaults(), chosen, args.overrides, presets=_preset_paths())
+    config = load_preset_config("bioscan", PRESETS, args.config, args.overrides,
+                                data_kind=data_kind, run_name="the BIOSCAN-1M classifier")
     for key in ("model", "loss", "task", "size", "device", "workers"):
         value = getattr(args, key, None)
         if value is not None:
@@ -270,7 +243,7 @@ class ClassifierBaseline(Baseline):
             FieldHarnessError: An invalid config value, a training partition with fewer than
                 two classes, or ``--weights`` that do not match the model.
         """
-        _require_torch()
+        require_torch("training the BIOSCAN-1M classifier", "torch", "torchvision")
         from harness.storage import read_manifest
 
         manifest = read_manifest(DATASET, version=args.dataset_version, data_dir=ctx.data_dir)

@@ -13,15 +13,31 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib
+import logging
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.errors import DataFormatError, FieldHarnessError, UnknownNameError
+from harness.errors import (
+    DataFormatError,
+    FieldHarnessError,
+    MissingDependencyError,
+    UnknownNameError,
+)
 
-__all__ = ["add_training_arguments", "config_from_args", "load_config", "parse_device"]
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "add_training_arguments",
+    "config_from_args",
+    "load_config",
+    "load_preset_config",
+    "parse_device",
+    "require_torch",
+]
 
 _TRUE_WORDS = frozenset({"true", "1", "yes"})
 _FALSE_WORDS = frozenset({"false", "0", "no"})
@@ -435,3 +451,61 @@ def _parse_list_text(key: str, text: str, default: list | tuple) -> list | tuple
     else:
         values = [_parse_text(f"{key}[{i}]", item, None) for i, item in enumerate(items)]
     return type(default)(values)
+
+
+def load_preset_config(
+    package: str,
+    presets: Mapping[str, str],
+    chosen: str | Path | None,
+    overrides: Sequence[str],
+    *,
+    data_kind: str,
+    run_name: str,
+) -> dict[str, Any]:
+    """Load a baseline's config: its ``paper`` preset, then the chosen file or preset, then
+    the ``--set`` overrides.
+
+    On generated sample data (``data_kind == "sample"``) with nothing chosen, the ``sample``
+    preset (a short schedule) is taken, with a warning, so that a sample run finishes quickly.
+
+    Args:
+        package: The package whose ``configs/`` folder contains the preset files.
+        presets: Preset name -> file name in that folder; must contain ``paper``.
+        chosen: ``--config``: a preset name, a TOML path, or ``None``.
+        overrides: ``--set`` values.
+        data_kind: ``data_kind`` of the prepared copy.
+        run_name: The run named in the warning, e.g. ``"Sewer-ML ctgnn"``.
+
+    Raises:
+        FieldHarnessError, DataFormatError, UnknownNameError: As :func:`load_config` raises them.
+    """
+    from importlib import resources
+
+    folder = resources.files(package) / "configs"
+    paths = {name: Path(str(folder / file)) for name, file in presets.items()}
+    if chosen is None and data_kind == "sample" and "sample" in paths:
+        chosen = "sample"
+        logger.warning("The prepared data is generated sample data, so %s uses the short "
+                       "'sample' schedule; pass --config paper for the published one.", run_name)
+    with open(paths["paper"], "rb") as handle:
+        defaults = tomllib.load(handle)
+    return load_config(defaults, chosen, overrides, presets=paths)
+
+
+def require_torch(purpose: str, *modules: str) -> None:
+    """Raise a clear error when PyTorch (or another module of the train extra) is missing.
+
+    Args:
+        purpose: What needs it, e.g. ``"training CT-GNN"``.
+        modules: The modules to check; ``("torch",)`` when none are given.
+
+    Raises:
+        MissingDependencyError: A module is not installed; the message gives the install command.
+    """
+    for name in modules or ("torch",):
+        try:
+            importlib.import_module(name)
+        except ImportError as error:
+            raise MissingDependencyError(
+                f"{purpose} needs PyTorch ({error.name} is not installed); install it with: "
+                "pip install 'fieldharness[train]'") from None

@@ -16,9 +16,7 @@ import argparse
 import copy
 import logging
 import math
-import tomllib
 from collections.abc import Mapping, Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -26,8 +24,8 @@ import numpy as np
 import polars as pl
 
 from harness import atomic
-from harness.config import add_training_arguments, load_config
-from harness.errors import FieldHarnessError, MissingDependencyError, UnknownNameError
+from harness.config import add_training_arguments, load_preset_config, require_torch
+from harness.errors import FieldHarnessError, UnknownNameError
 from harness.plugin import Baseline, EvalOutcome, RunContext
 from sewerml.classes import DEFECT_CODES
 from sewerml.plugin import TASK_PREFIX
@@ -48,27 +46,6 @@ METRICS_FILE = "metrics.json"
 STAGES = ("both", "binary", "multilabel")
 
 
-def _preset_paths(method: str) -> dict[str, Path]:
-    folder = resources.files("sewerml") / "configs"
-    return {name: Path(str(folder / file)) for name, file in PRESETS[method].items()}
-
-
-def _paper_defaults(method: str) -> dict[str, Any]:
-    with open(_preset_paths(method)["paper"], "rb") as handle:
-        return tomllib.load(handle)
-
-
-def _require_torch() -> None:
-    try:
-        import torch  # noqa: F401
-        import torchvision  # noqa: F401
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"training a Sewer-ML baseline needs PyTorch ({exc.name} is not installed); install "
-            "it with: pip install 'fieldharness[train]'"
-        ) from None
-
-
 def _manifest(args: argparse.Namespace, ctx: RunContext):
     from harness.storage import read_manifest
 
@@ -77,14 +54,8 @@ def _manifest(args: argparse.Namespace, ctx: RunContext):
 
 def _resolve_config(method: str, args: argparse.Namespace, data_kind: str) -> dict[str, Any]:
     """Return the paper config, or the sample preset on sample data, with the user's changes."""
-    presets = _preset_paths(method)
-    chosen = args.config
-    if chosen is None and data_kind == "sample":
-        chosen = "sample"
-        logger.warning("The prepared Sewer-ML copy is generated sample data, so %s uses the "
-                       "short 'sample' schedule; pass --config paper for the published one.",
-                       method)
-    config = load_config(_paper_defaults(method), chosen, args.overrides, presets=presets)
+    config = load_preset_config("sewerml", PRESETS[method], args.config, args.overrides,
+                                data_kind=data_kind, run_name=f"Sewer-ML {method}")
     for key in ("device", "workers"):
         value = getattr(args, key, None)
         if value is not None:
@@ -301,7 +272,7 @@ class CTGNNBaseline(_SewerMLBaseline):
             NotPreparedError: Sewer-ML is not prepared.
             FieldHarnessError: An invalid config value or option.
         """
-        _require_torch()
+        require_torch("training a Sewer-ML baseline", "torch", "torchvision")
         manifest = _manifest(args, ctx)
         config = _resolve_config(self.name, args, manifest.data_kind)
         predict_splits = _check_splits(config["predict_splits"])
@@ -492,7 +463,7 @@ class BenchmarkBaseline(_SewerMLBaseline):
             MissingDependencyError: PyTorch, or timm for TResNet, is not installed.
             NotPreparedError: Sewer-ML is not prepared.
         """
-        _require_torch()
+        require_torch("training a Sewer-ML baseline", "torch", "torchvision")
         manifest = _manifest(args, ctx)
         config = _resolve_config(self.name, args, manifest.data_kind)
         predict_splits = _check_splits(config["predict_splits"])

@@ -15,11 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
-from harness import atomic
 from harness.errors import EvaluationError
+from harness.plotting import new_figure, save_png
 from sewerml.classes import COLUMNS, DEFECT_CODES
 
 __all__ = ["plot_confusion_matrix", "plot_per_class_f2"]
@@ -27,7 +25,6 @@ __all__ = ["plot_confusion_matrix", "plot_per_class_f2"]
 logger = logging.getLogger(__name__)
 
 N_DEFECTS = len(DEFECT_CODES)
-DPI = 150
 DEFECT_COLOR = "tab:blue"
 NORMAL_COLOR = "tab:gray"
 CIW_LINE_COLOR = "tab:red"
@@ -74,8 +71,7 @@ def plot_per_class_f2(
     f2_ciw = float(results["F2_CIW"]) * 100.0
     f1_normal = float(results["F1_Normal"]) * 100.0
 
-    figure = Figure(figsize=(10.0, 4.8), layout="constrained")
-    FigureCanvasAgg(figure)
+    figure = new_figure(10.0, 4.8)
     axes = figure.add_subplot()
     positions = np.arange(N_DEFECTS + 1)
     defect_bars = axes.bar(positions[:N_DEFECTS], f2_percent, color=DEFECT_COLOR,
@@ -95,7 +91,7 @@ def plot_per_class_f2(
     axes.legend(loc="upper right", fontsize=8)
     headline = f"F2_CIW = {f2_ciw:.2f} %, F1_Normal = {f1_normal:.2f} %"
     axes.set_title(headline if title is None else f"{title}\n{headline}")
-    return _save_png(figure, path)
+    return save_png(figure, path)
 
 
 def plot_confusion_matrix(
@@ -156,8 +152,7 @@ def plot_confusion_matrix(
 
     k = len(names)
     side = max(4.0, 0.6 * k + 2.0)
-    figure = Figure(figsize=(side + 1.0, side), layout="constrained")
-    FigureCanvasAgg(figure)
+    figure = new_figure(side + 1.0, side)
     axes = figure.add_subplot()
     vmax = 100.0 if normalize else max(float(counts.max()), 1.0)
     image = axes.imshow(colour_values, cmap="Blues", vmin=0.0, vmax=vmax)
@@ -182,19 +177,9 @@ def plot_confusion_matrix(
     axes.set_ylabel("true class")
     if title is not None:
         axes.set_title(title)
-    return _save_png(figure, path)
+    return save_png(figure, path)
 
 
 def _format_count(value: float) -> str:
     """Format a count as an integer when it is whole, else with two decimals."""
     return f"{int(value):d}" if float(value).is_integer() else f"{value:.2f}"
-
-
-def _save_png(figure: Figure, path: str | PathLike[str]) -> Path:
-    """Render ``figure`` as PNG to ``path`` atomically and release its memory."""
-    path = Path(path)
-    with atomic.atomic_path(path, suffix=".png") as tmp:
-        figure.savefig(tmp, format="png", dpi=DPI)
-    figure.clear()
-    logger.info("wrote plot %s", path)
-    return path

@@ -291,3 +291,32 @@ def test_config_from_args(tmp_path: Path) -> None:
     config = config_from_args(DEFAULTS, args)
     assert config["workers"] == 0
     assert config["device"] == "auto"
+
+
+def test_preset_config_takes_sample_on_sample_data(caplog: pytest.LogCaptureFixture) -> None:
+    from harness.config import load_preset_config
+    from sewerml.baselines import PRESETS
+
+    with caplog.at_level("WARNING"):
+        sample = load_preset_config("sewerml", PRESETS["ctgnn"], None, ["epochs=2"],
+                                    data_kind="sample", run_name="Sewer-ML ctgnn")
+    assert "generated sample data, so Sewer-ML ctgnn uses the short 'sample'" in caplog.text
+    assert sample["epochs"] == 2
+    paper = load_preset_config("sewerml", PRESETS["ctgnn"], None, [], data_kind="real",
+                               run_name="Sewer-ML ctgnn")
+    chosen = load_preset_config("sewerml", PRESETS["ctgnn"], "paper", [], data_kind="sample",
+                                run_name="Sewer-ML ctgnn")
+    assert chosen == paper
+    assert paper != load_preset_config("sewerml", PRESETS["ctgnn"], "sample", [],
+                                       data_kind="real", run_name="Sewer-ML ctgnn")
+
+
+def test_require_torch_names_missing_module() -> None:
+    from harness.config import require_torch
+    from harness.errors import MissingDependencyError
+
+    require_torch("training")
+    with pytest.raises(MissingDependencyError,
+                       match=r"^training X needs PyTorch \(no_such_module_xyz is not installed\); "
+                             r"install it with: pip install 'fieldharness\[train\]'$"):
+        require_torch("training X", "torch", "no_such_module_xyz")

@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO := demo-output
 
-.PHONY: demo test lint benchmark clean
+.PHONY: demo test lint benchmark benchmark-bioscan clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,10 @@ benchmark: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/bench_mot_eval.py
 	$(BIN)/python benchmarks/bench_sewerml_input.py
 	$(BIN)/python benchmarks/bench_sewerml_train_step.py
+
+# Full-size BIOSCAN-5M metadata against bioscan-dataset: about 11 minutes and 10.5 GB under /tmp.
+benchmark-bioscan: $(VENV)/.installed-dev
+	$(BIN)/python benchmarks/bench_bioscan_load.py --repeats 3
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .hypothesis

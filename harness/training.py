@@ -334,6 +334,25 @@ def _context_from_environment(settings: TrainSettings) -> DistributedContext:
                               device=device)
 
 
+_group_generation = 0
+"""Process groups this process has created; each one's store keys get their own prefix."""
+
+
+def _group_store(context: DistributedContext) -> dist.Store:
+    """Return torchrun's rendezvous store under a prefix new to this process group.
+
+    A run may train several times (pretraining, then fine-tuning), and each ``fit`` creates and
+    destroys its own group. torch names every new default group alike after a destroy, so
+    without a fresh prefix the second group would read the first one's connection keys from the
+    store and fail to connect.
+    """
+    global _group_generation
+    _group_generation += 1
+    store, _, _ = next(dist.rendezvous("env://", rank=context.rank,
+                                       world_size=context.world_size))
+    return dist.PrefixStore(f"fieldharness/group{_group_generation}", store)
+
+
 def init_distributed(settings: TrainSettings) -> DistributedContext:
     """Read torchrun's environment and, for more than one process, join the process group.
 
@@ -352,8 +371,8 @@ def init_distributed(settings: TrainSettings) -> DistributedContext:
         torch.cuda.set_device(context.device)
     if not dist.is_initialized():
         backend = "nccl" if context.device.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, rank=context.rank,
-                                world_size=context.world_size)
+        dist.init_process_group(backend=backend, store=_group_store(context),
+                                rank=context.rank, world_size=context.world_size)
         logger.info("joined the %s process group as rank %d of %d", backend, context.rank,
                     context.world_size)
     return context

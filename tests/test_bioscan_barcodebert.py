@@ -403,3 +403,32 @@ def test_baseline_import_leaves_torch_out():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120, check=False)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.slow
+def test_run_barcodebert_torchrun_two_processes(sample_home, tmp_path):
+    import os
+
+    from _processes import run_process_group
+
+    output = tmp_path / "run"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node", "2", "-m", "harness", "run", "bioscan-5m", "barcodebert",
+               "--output", str(output), "--data-dir", str(sample_home), "--device", "cpu",
+               "--set", "max_nucleotides=200"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = run_process_group(command, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+
+    # One record and one encoder, from rank 0; every score of a single-process run is there.
+    assert [p.relative_to(output) for p in output.rglob("record.json")] == [Path("record.json")]
+    assert [p.relative_to(output) for p in output.rglob("encoder.pt")] == [
+        Path("pretrain/encoder.pt")]
+    record = json.loads((output / "record.json").read_text(encoding="utf-8"))
+    assert "species_accuracy_finetuned" in record["metrics"]
+    assert "genus_accuracy_1nn_unseen" in record["metrics"]
+    predictions = pl.read_csv(output / "finetune" / "test_species_predictions.csv")
+    scores = pl.read_csv(output / "scores.csv")
+    scored = scores.filter(pl.col("metric") == "species_accuracy_finetuned")["count"][0]
+    assert predictions.height == scored
+    assert predictions["processid"].n_unique() == predictions.height

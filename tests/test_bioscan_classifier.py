@@ -437,3 +437,27 @@ def test_run_rejects_bad_options(sample_home, tmp_path: Path, capsys) -> None:
                            str(tmp_path / "run"), "--data-dir", str(sample_home), *options])
         assert status == 2, options
         assert message in capsys.readouterr().err, options
+
+
+@pytest.mark.slow
+def test_classifier_torchrun_two_processes(sample_home: Path, tmp_path: Path) -> None:
+    import os
+
+    from _processes import run_process_group
+
+    output = tmp_path / "run"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node", "2", "-m", "harness", "run", "bioscan-1m", "classifier",
+               "--output", str(output), "--data-dir", str(sample_home), *TINY]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = run_process_group(command, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+
+    # Rank 0 alone scores and records; the predictions cover each test record once.
+    assert [p.relative_to(output) for p in output.rglob("record.json")] == [Path("record.json")]
+    record = read_record(output)
+    assert 0.0 <= record["metrics"]["top-1"] <= 100.0
+    predictions = pl.read_csv(output / "predictions_test.csv")
+    assert predictions["processid"].n_unique() == predictions.height
+    summary = json.loads((output / "metrics.json").read_text(encoding="utf-8"))
+    assert predictions.height == summary["test"]["samples"] + summary["test"]["left_out"]

@@ -753,6 +753,10 @@ DDP_SCRIPT = textwrap.dedent(
     group_left = torch.distributed.is_initialized()
     predictions = training.predict(model, val, settings, progress=False)
 
+    # A second fit in the same processes (fine-tuning after pretraining) creates a new group.
+    second = training.fit(nn.Linear(4, 1), Data(12, seed=2), None, loss_fn, settings,
+                          out / "second", progress=False)
+
     record = {
         "val_losses": [row["val_loss"] for row in result.history],
         "full_val_loss": full_val_loss,
@@ -760,6 +764,7 @@ DDP_SCRIPT = textwrap.dedent(
         "weights": model.weight.flatten().tolist(),
         "group_left": group_left,
         "predictions": None if predictions is None else predictions.tolist(),
+        "second_epochs": [row["epoch"] for row in second.history],
     }
     (out / f"rank{rank}.json").write_text(json.dumps(record))
     """
@@ -779,13 +784,15 @@ def test_ddp_two_processes(tmp_path: Path) -> None:
 
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["group_left"] is False
+    assert ranks[0]["second_epochs"] == ranks[1]["second_epochs"] == [1, 2]
     assert ranks[0]["val_losses"] == ranks[1]["val_losses"]
     assert ranks[0]["weights"] == ranks[1]["weights"]
     # The shards hold each validation sample once, so the all-reduced loss is the full mean.
     assert ranks[0]["val_losses"][-1] == pytest.approx(ranks[0]["full_val_loss"], rel=1e-5)
 
     run = tmp_path / "run"
-    written = {Path(target).relative_to(run).as_posix() for target in ranks[0]["replaced"]}
+    written = {Path(target).relative_to(run).as_posix() for target in ranks[0]["replaced"]
+               if Path(target).is_relative_to(run)}
     assert written == {"checkpoints/last.pt", "checkpoints/best.pt", "history.csv", "loss.png"}
     assert ranks[1]["replaced"] == []
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.pt", "last.pt"]

@@ -445,7 +445,8 @@ class ClassifierBaseline(Baseline):
         summary: dict[str, Any] = {
             "partition": partition, "target_rank": rank, "classes": list(names),
             "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
-            "best_val_top1": result.best_val_metric,
+            "best_val_top1": (None if result.best_val_metric is None
+                              else _percent(result.best_val_metric)),
             "unit": "percent",
         }
         rows: list[tuple[str, str, float]] = []

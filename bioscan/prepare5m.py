@@ -47,6 +47,7 @@ from bioscan.spec import (
 )
 from bioscan.splits import SPLITS
 from harness.checksum import md5_file
+from harness.errors import FieldHarnessError
 from harness.plugin import SAMPLE_MARKER, PreparedData
 from harness.spec import DatasetSpec
 
@@ -232,6 +233,7 @@ def read_bioscan5m_source(
 
     Raises:
         FileNotFoundError: No metadata CSV at or below ``source``.
+        FieldHarnessError: ``package`` is given but none of its images are under the source.
         harness.errors.DataFormatError: The CSV does not follow the official format.
         UnknownNameError: ``version`` or ``package`` is not known.
     """
@@ -262,6 +264,12 @@ def read_bioscan5m_source(
         notes.append(chunk_note)
         logger.log(level, "%s", chunk_note)
 
+    if package is not None and package not in find_image_sources(root):
+        found = ", ".join(find_image_sources(root)) or "none"
+        raise FieldHarnessError(
+            f"image package {package} was requested but is not under {root} (looked for "
+            f"{IMAGES_FOLDER}/{package}/ and BIOSCAN_5M_{package}*.zip; packages found: {found}); "
+            "extract or copy it there, or prepare without --option image_package")
     locations = locate_images(frame, root, package)
     image_notes, images_missing = _image_notes(locations, root, package, level)
     notes += image_notes

@@ -143,8 +143,9 @@ CONFIGS = (
         "country, province_state, coord-lat, coord-lon, image_measurement_value, "
         "area_fraction, scale_factor, inferred_ranks, split, index_bioscan_1M_insect, chunk), "
         "with empty fields and 'no_data' as null, and 'image': the specimen's JPEG in one "
-        "image package (a file relative to the source root, or 'archive.zip::member' read in "
-        "place from an official zip), null when prepare did not find it.",
+        "image package (stored relative to the source root, loaded as an absolute path, or "
+        "'archive.zip::member' read in place from an official zip), null when prepare did not "
+        "find it.",
         METADATA_SCHEMA,
         default=True,
         image_columns=("image",),

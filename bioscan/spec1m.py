@@ -187,6 +187,8 @@ BIOSCAN1M_SPEC = DatasetSpec(
     splits=SPLITS,
     configs=CONFIGS,
     default_version="2023",
+    # The names BIOSCAN-5M users know: val for validation, all for every record.
+    split_aliases={"val": ("validation",), "all": PARTITION_VALUES},
 )
 """The BIOSCAN-1M spec. Rows per split of the release are not published, so the version lists
 no ``row_counts``; prepare compares the total with :data:`RELEASE_ROWS` instead."""

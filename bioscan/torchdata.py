@@ -35,7 +35,7 @@ from torch.utils.data import Dataset
 
 from bioscan.dna import MAX_NUCLEOTIDES, KmerTokenizer, deduplicate_barcodes, truncate
 from bioscan.labels import MISSING_INDEX, Vocabulary
-from bioscan.spec1m import PARTITION_VALUES, PARTITIONING_COLUMNS
+from bioscan.spec1m import DEFAULT_PARTITIONING, PARTITION_VALUES, PARTITIONING_COLUMNS
 from bioscan.transforms import image_transform
 from harness.errors import FieldHarnessError, UnknownNameError
 from harness.imagestore import ImageNotFoundError, ImageStore
@@ -65,7 +65,7 @@ class BIOSCANDataset(Dataset):
         dataset: ``"bioscan-5m"`` or ``"bioscan-1m"``.
         split: A split, an alias or a ``+`` union, as ``load_dataset`` takes them. With
             ``partition`` (BIOSCAN-1M), a value of that partitioning column instead: ``train``,
-            ``validation`` (or ``val``), ``test``, ``no_split``, or a ``+`` union of them.
+            ``validation`` (or ``val``), ``test``, ``no_split``, ``all``, or a ``+`` union.
         modalities: Any of ``"image"`` and ``"dna"``; an empty tuple gives targets only.
         target_rank: A label column (``"order"``, ``"species"``, ``"dna_bin"``; BIOSCAN-1M's
             BIN column is ``"uri"``), a list of them, or ``None`` for no target.
@@ -85,7 +85,8 @@ class BIOSCANDataset(Dataset):
             (:func:`bioscan.dna.deduplicate_barcodes`; ``bioscan-dataset`` deduplicates over the
             whole file before selecting the split, so its kept records can differ).
         partition: BIOSCAN-1M partitioning column (e.g. ``"large_insect_order"``); the records
-            are every prepared record whose column value is in ``split``.
+            are every prepared record whose column value is in ``split``. For BIOSCAN-1M,
+            ``None`` means ``large_diptera_family``, the partitioning of the prepared splits.
         drop_missing_target: Leave out records whose target (any of several) is -1.
         version, data_dir: As in ``load_dataset``.
         frame: Already loaded records (``load_dataset(..., format="polars")``) to use in place of
@@ -135,6 +136,9 @@ class BIOSCANDataset(Dataset):
                 raise UnknownNameError("modality", modality, MODALITIES)
         if index not in INDEX_MODES:
             raise UnknownNameError("index mode", index, INDEX_MODES)
+        if dataset == "bioscan-1m" and partition is None:
+            # The prepared BIOSCAN-1M splits are the values of the default partitioning.
+            partition = DEFAULT_PARTITIONING
         self.ranks = _as_tuple(target_rank)
         self._several_ranks = target_rank is not None and not isinstance(target_rank, str)
         self._load_args = {"version": version, "data_dir": data_dir}
@@ -205,10 +209,14 @@ class BIOSCANDataset(Dataset):
         values = []
         for part in _as_tuple(value) if not isinstance(value, str) else value.split("+"):
             part = PARTITION_SPLIT_ALIASES.get(part.strip(), part.strip())
+            if part == "all":
+                values += PARTITION_VALUES
+                continue
             if part not in PARTITION_VALUES:
-                raise UnknownNameError(f"value of partition {partition}", part, PARTITION_VALUES)
+                raise UnknownNameError(f"value of partition {partition}", part,
+                                       (*PARTITION_VALUES, "val", "all"))
             values.append(part)
-        return values
+        return list(dict.fromkeys(values))
 
     def _select(self, frame: pl.DataFrame | None, split: str,
                 partition: str | None) -> pl.DataFrame:

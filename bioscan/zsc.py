@@ -79,7 +79,8 @@ def _non_negative_int(text: str) -> int:
 
 
 def _percent(value: float) -> float:
-    return round(float(value) * 100.0, 10)
+    # Adding 0.0 turns the -0.0 of a slightly negative AMI into 0.0.
+    return round(float(value) * 100.0, 10) + 0.0
 
 
 class ZeroShotClusteringBaseline(Baseline):

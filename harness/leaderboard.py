@@ -247,6 +247,9 @@ def _shorten(text: str, limit: int) -> str:
 def plot(board: Leaderboard, path: Path) -> Path | None:
     """Draw, per dataset, the first leaderboard metric of every configuration as a bar chart.
 
+    The first metric is taken per configuration, among those it recorded. Methods of one dataset
+    that report different metrics are thus all drawn, and the bar labels then name the metric.
+
     Recorded runs are blue, with the standard deviation over seeds as error bars, and the papers'
     reference numbers are grey.
 
@@ -265,25 +268,36 @@ def plot(board: Leaderboard, path: Path) -> Path | None:
     fig, axes = plt.subplots(len(datasets), 1, squeeze=False,
                              figsize=(11, 2.0 + 1.0 * len(datasets) + 0.3 * bars))
     for ax, dataset in zip(axes[:, 0], datasets, strict=True):
-        metric = _metric_columns(dataset, board.groups)[0]
+        columns = _metric_columns(dataset, board.groups)
+        keys = sorted(k for k in board.groups if k[0] == dataset)
+        # Each configuration shows the first leaderboard metric it has, so methods that report
+        # different metrics (BIOSCAN-5M clustering and BarcodeBERT) all get a bar.
+        chosen = {key: next((m for m in columns if board.groups[key].get(m)), None)
+                  for key in keys}
+        drawn = {metric for metric in chosen.values() if metric is not None}
         labels, means, errors, colors = [], [], [], []
-        for key in sorted(k for k in board.groups if k[0] == dataset):
-            values = board.groups[key].get(metric)
-            if not values:
+        for key in keys:
+            metric = chosen[key]
+            if metric is None:
                 continue
+            values = board.groups[key][metric]
             # One bar per table row: the settings tell apart runs of one method on different
             # sequence sets or thresholds.
             settings = _shorten(distinct[key], PLOT_LABEL_SETTINGS)
-            labels.append(f"{key[3]} ({key[2] or '-'}{', ' + settings if settings else ''})")
+            named = f"{metric}, " if len(drawn) > 1 else ""
+            labels.append(f"{key[3]} ({named}{key[2] or '-'}"
+                          f"{', ' + settings if settings else ''})")
             means.append(statistics.fmean(values))
             errors.append(statistics.stdev(values) if len(values) > 1 else 0.0)
             colors.append("tab:blue")
         for result in board.published:
-            if result.dataset == dataset and result.metric == metric:
-                labels.append(f"{result.method} ({result.split}, paper)")
+            if result.dataset == dataset and result.metric in (drawn or set(columns[:1])):
+                named = f"{result.metric}, " if len(drawn) > 1 else ""
+                labels.append(f"{result.method} ({named}{result.split}, paper)")
                 means.append(result.value)
                 errors.append(0.0)
                 colors.append("tab:gray")
+        metric = next(iter(drawn)) if len(drawn) == 1 else "score (metric in each label)"
         ax.barh(labels, means, xerr=errors, color=colors)
         ax.set_xlabel(metric)
         ax.set_title(dataset)
@@ -310,6 +324,9 @@ def write(runs: Path, output: Path, *, include_sample: bool = False) -> dict[str
             f"runs folder not found: {runs}; run 'python -m harness eval ...' first, or pass "
             "--runs DIR")
     board = build(runs, include_sample=include_sample)
+    if board.sample_runs_left_out:
+        logger.warning("%d run(s) on generated sample data were left out; pass --include-sample "
+                       "to list them", board.sample_runs_left_out)
     output = Path(output)
     written = {"csv": output}
     atomic.write_text(output, to_csv(board))

@@ -643,15 +643,13 @@ def test_prepare_with_a_chosen_package(tmp_path: Path) -> None:
     write_bioscan5m_sample(tmp_path / "other", rows=30, package="cropped_256")
     data = read_bioscan5m_source(BIOSCAN5M_SPEC, root)
     assert data.notes[1].startswith("images: package original_256, read from folders")
-    data = read_bioscan5m_source(BIOSCAN5M_SPEC, root, package="cropped_256")
-    assert data.notes[1].startswith("no images of cropped_256 under")
-
-    class Cropped(BIOSCAN5MPlugin):
-        image_package = "cropped_256"
-
-    register_dataset(NAME, Cropped)
-    manifest = prepare_dataset(NAME, root, progress=False)
-    assert any(n.startswith("no images of cropped_256") for n in manifest.notes)
+    # A package asked for by name must be there; without a name, none is a note.
+    with pytest.raises(FieldHarnessError, match="image package cropped_256 was requested but is "
+                                                "not under"):
+        read_bioscan5m_source(BIOSCAN5M_SPEC, root, package="cropped_256")
+    bare = write_bioscan5m_sample(tmp_path / "bare", rows=30, images=0)
+    assert read_bioscan5m_source(BIOSCAN5M_SPEC, bare).notes[1].startswith("no images of "
+                                                                          "cropped_256 or")
 
 
 def test_find_metadata_csv_places(tmp_path: Path) -> None:
@@ -837,6 +835,10 @@ def test_prepare_option_chooses_the_image_package(tmp_path: Path,
         prepare_dataset(NAME, root, progress=False, options={"package": "cropped"})
     with pytest.raises(UnknownNameError, match="unknown BIOSCAN-5M image package 'cropped_512'"):
         prepare_dataset(NAME, root, progress=False, options={"image_package": "cropped_512"})
+    with pytest.raises(FieldHarnessError, match=r"image package cropped was requested but is "
+                                                r"not under .*packages found: original_256, "
+                                                r"cropped_256\)"):
+        prepare_dataset(NAME, root, progress=False, options={"image_package": "cropped"})
     assert main(["prepare", NAME, "--source", str(root), "--option", "image_package"]) != 0
     assert "--option 'image_package' is not NAME=VALUE" in capsys.readouterr().err
 

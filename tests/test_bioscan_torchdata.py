@@ -297,3 +297,21 @@ def test_argument_errors(sample5m: Path) -> None:
     with pytest.raises(FieldHarnessError, match="without the image modality"):
         dataset.load_image(0)
     assert np.array_equal(dataset[-1]["target"].numpy(), dataset.targets[-1])
+
+
+def test_bioscan1m_default_partition_and_aliases(sample1m: Path) -> None:
+    prepared(sample1m, "bioscan-1m")
+    train = load_dataset("bioscan-1m", split="train", format="polars")
+    dataset = BIOSCANDataset("bioscan-1m", "train", modalities="dna", target_rank="order")
+    assert sorted(dataset.frame["processid"].to_list()) == sorted(train["processid"])
+    assert dataset.vocabularies["order"].labels == tuple(sorted(set(train["order"].drop_nulls())))
+
+    validation = load_dataset("bioscan-1m", split="validation", format="polars")
+    assert load_dataset("bioscan-1m", split="val", format="polars").equals(validation)
+    assert BIOSCANDataset("bioscan-1m", "val", modalities=(), target_rank=None).frame.height == \
+        validation.height
+    everything = load_dataset("bioscan-1m", split="all", format="polars")
+    assert everything.height == sum(
+        frame.height for frame in load_dataset("bioscan-1m", format="polars").values())
+    assert len(BIOSCANDataset("bioscan-1m", "all", modalities=(), target_rank=None)) == \
+        everything.height

@@ -244,6 +244,46 @@ def _shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit - 1].rstrip(", ") + "…"
 
 
+def _bars(board: Leaderboard, dataset: str, distinct: dict[tuple, str]
+          ) -> tuple[list[str], list[float], list[float], list[str], str]:
+    """Return the bar labels, means, errors and colours of one dataset, and the axis label.
+
+    Each configuration shows the first leaderboard metric it has, so methods that report
+    different metrics (BIOSCAN-5M clustering and BarcodeBERT) all get a bar; the labels then
+    name the metric.
+    """
+    columns = _metric_columns(dataset, board.groups)
+    keys = sorted(k for k in board.groups if k[0] == dataset)
+    chosen = {key: next((m for m in columns if board.groups[key].get(m)), None) for key in keys}
+    drawn = {metric for metric in chosen.values() if metric is not None}
+    labels: list[str] = []
+    means: list[float] = []
+    errors: list[float] = []
+    colors: list[str] = []
+    for key in keys:
+        metric = chosen[key]
+        if metric is None:
+            continue
+        values = board.groups[key][metric]
+        # One bar per table row: the settings tell apart runs of one method on different
+        # sequence sets or thresholds.
+        settings = _shorten(distinct[key], PLOT_LABEL_SETTINGS)
+        named = f"{metric}, " if len(drawn) > 1 else ""
+        labels.append(f"{key[3]} ({named}{key[2] or '-'}{', ' + settings if settings else ''})")
+        means.append(statistics.fmean(values))
+        errors.append(statistics.stdev(values) if len(values) > 1 else 0.0)
+        colors.append("tab:blue")
+    for result in board.published:
+        if result.dataset == dataset and result.metric in (drawn or set(columns[:1])):
+            named = f"{result.metric}, " if len(drawn) > 1 else ""
+            labels.append(f"{result.method} ({named}{result.split}, paper)")
+            means.append(result.value)
+            errors.append(0.0)
+            colors.append("tab:gray")
+    axis = next(iter(drawn)) if len(drawn) == 1 else "score (metric in each label)"
+    return labels, means, errors, colors, axis
+
+
 def plot(board: Leaderboard, path: Path) -> Path | None:
     """Draw, per dataset, the first leaderboard metric of every configuration as a bar chart.
 
@@ -268,36 +308,7 @@ def plot(board: Leaderboard, path: Path) -> Path | None:
     fig, axes = plt.subplots(len(datasets), 1, squeeze=False,
                              figsize=(11, 2.0 + 1.0 * len(datasets) + 0.3 * bars))
     for ax, dataset in zip(axes[:, 0], datasets, strict=True):
-        columns = _metric_columns(dataset, board.groups)
-        keys = sorted(k for k in board.groups if k[0] == dataset)
-        # Each configuration shows the first leaderboard metric it has, so methods that report
-        # different metrics (BIOSCAN-5M clustering and BarcodeBERT) all get a bar.
-        chosen = {key: next((m for m in columns if board.groups[key].get(m)), None)
-                  for key in keys}
-        drawn = {metric for metric in chosen.values() if metric is not None}
-        labels, means, errors, colors = [], [], [], []
-        for key in keys:
-            metric = chosen[key]
-            if metric is None:
-                continue
-            values = board.groups[key][metric]
-            # One bar per table row: the settings tell apart runs of one method on different
-            # sequence sets or thresholds.
-            settings = _shorten(distinct[key], PLOT_LABEL_SETTINGS)
-            named = f"{metric}, " if len(drawn) > 1 else ""
-            labels.append(f"{key[3]} ({named}{key[2] or '-'}"
-                          f"{', ' + settings if settings else ''})")
-            means.append(statistics.fmean(values))
-            errors.append(statistics.stdev(values) if len(values) > 1 else 0.0)
-            colors.append("tab:blue")
-        for result in board.published:
-            if result.dataset == dataset and result.metric in (drawn or set(columns[:1])):
-                named = f"{result.metric}, " if len(drawn) > 1 else ""
-                labels.append(f"{result.method} ({named}{result.split}, paper)")
-                means.append(result.value)
-                errors.append(0.0)
-                colors.append("tab:gray")
-        metric = next(iter(drawn)) if len(drawn) == 1 else "score (metric in each label)"
+        labels, means, errors, colors, metric = _bars(board, dataset, distinct)
         ax.barh(labels, means, xerr=errors, color=colors)
         ax.set_xlabel(metric)
         ax.set_title(dataset)

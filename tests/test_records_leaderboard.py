@@ -168,3 +168,25 @@ def test_plot_labels_show_distinct_settings(tmp_path):
     distinct = leaderboard._distinct_settings(list(board.groups))
 
     assert sorted(distinct.values()) == ["gnn=gat", "gnn=gcn"]
+
+
+def test_plot_bars_use_each_methods_first_metric(tmp_path):
+    _write_run(tmp_path, "a", method="tracker")  # MOTA and IDF1
+    outcome = EvalOutcome(dataset="toyset", method="identity", metrics={"IDF1": 70.0},
+                          version="v1", split="train")
+    record = RunRecord.from_outcome(outcome, kind="eval", seed=0,
+                                    started=dt.datetime(2026, 1, 2, tzinfo=dt.UTC),
+                                    runtime_s=1.0, output_dir=tmp_path / "b", command=["x"])
+    (tmp_path / "b").mkdir()
+    record.write(tmp_path / "b")
+    board = leaderboard.build(tmp_path)
+
+    labels, means, _, colors, axis = leaderboard._bars(
+        board, "toyset", leaderboard._distinct_settings(list(board.groups)))
+
+    assert means == [70.0, 50.0]
+    assert labels[0].startswith("identity (IDF1, ")
+    assert labels[1].startswith("tracker (MOTA, ")
+    assert colors == ["tab:blue", "tab:blue"]
+    assert axis == "score (metric in each label)"
+    assert leaderboard.plot(board, tmp_path / "board.png").is_file()

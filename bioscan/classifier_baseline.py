@@ -23,7 +23,6 @@ import copy
 import csv
 import io
 import logging
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -252,7 +251,7 @@ class ClassifierBaseline(Baseline):
         partition = partition_column(config["task"], config["size"])
         message = target_rank_warning(config["task"], rank)
         if message is not None:
-            warnings.warn(message, UserWarning, stacklevel=2)
+            logger.warning("%s", message)
 
         from bioscan.classifier import model_names
 

@@ -415,14 +415,15 @@ def test_focal_diptera_family_run(sample_home, tmp_path: Path) -> None:
 
 def test_finer_rank_warns(sample_home, tmp_path: Path, capsys) -> None:
     # The warning comes before any data is loaded; the unknown model then stops the run.
-    with pytest.MonkeyPatch.context() as patch, pytest.warns(
-            UserWarning, match="target rank 'family' is finer than the order partitionings"):
+    with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FIELDHARNESS_HOME", str(sample_home))
         status = main(["run", "bioscan-1m", "classifier", "--output", str(tmp_path / "run"),
                        "--data-dir", str(sample_home), "--set", "target_rank=family",
                        "--model", "resnet5"])
     assert status == 2
-    assert "unknown torchvision classification model 'resnet5'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "target rank 'family' is finer than the order partitionings" in err
+    assert "unknown torchvision classification model 'resnet5'" in err
     assert not (tmp_path / "run" / "record.json").exists()
 
 

@@ -9,8 +9,8 @@ Items are dicts that the default DataLoader collate function batches::
      "target": int64 scalar, or [n] for several ranks  (with target_rank)}
 
 Targets are label indices of one or more rank columns, in the contiguous space of the training
-split or in the dataset-wide space of ``bioscan-dataset`` (:mod:`bioscan.labels`); a missing label
-or one outside the vocabulary is -1 (:data:`bioscan.labels.MISSING_INDEX`), which
+split or in the dataset-wide space of ``bioscan-dataset`` (:mod:`bioscan.labels`). A missing
+label, or one outside the vocabulary, is -1 (:data:`bioscan.labels.MISSING_INDEX`), which
 ``torch.nn.CrossEntropyLoss(ignore_index=-1)`` skips.
 
 Everything an item needs is held in numpy arrays and Arrow buffers, which forked DataLoader
@@ -82,8 +82,8 @@ class BIOSCANDataset(Dataset):
         max_nucleotides: Barcodes are cut to this length first (660, as ``bioscan-dataset``);
             ``None`` keeps them whole.
         reduce_repeated_barcodes: Keep one record per distinct barcode among the loaded records
-            (:func:`bioscan.dna.deduplicate_barcodes`; ``bioscan-dataset`` deduplicates over the
-            whole file before selecting the split, so its kept records can differ).
+            (:func:`bioscan.dna.deduplicate_barcodes`). ``bioscan-dataset`` deduplicates over the
+            whole file before it selects the split, so the records it keeps can differ.
         partition: BIOSCAN-1M partitioning column (e.g. ``"large_insect_order"``); the records
             are every prepared record whose column value is in ``split``. For BIOSCAN-1M,
             ``None`` means ``large_diptera_family``, the partitioning of the prepared splits.

@@ -249,7 +249,7 @@ def _bars(board: Leaderboard, dataset: str, distinct: dict[tuple, str]
     """Return the bar labels, means, errors and colours of one dataset, and the axis label.
 
     Each configuration shows the first leaderboard metric it has, so methods that report
-    different metrics (BIOSCAN-5M clustering and BarcodeBERT) all get a bar; the labels then
+    different metrics (BIOSCAN-5M clustering and BarcodeBERT) all get a bar. The labels then
     name the metric.
     """
     columns = _metric_columns(dataset, board.groups)

@@ -83,14 +83,16 @@ def test_items_have_every_modality_and_target(sample5m: Path) -> None:
     item = dataset[3]
     assert set(item) == {"index", "image", "dna", "attention_mask", "target"}
     assert item["index"] == 3
-    assert item["image"].shape == (3, SIZE, SIZE) and item["image"].dtype == torch.float32
+    assert item["image"].shape == (3, SIZE, SIZE)
+    assert item["image"].dtype == torch.float32
     barcode = with_image["dna_barcode"][3][:660]
     assert item["dna"].tolist() == tokenizer.encode(barcode)
     assert item["attention_mask"].dtype == torch.bool
     species = with_image["species"][3]
     vocabulary = dataset.vocabularies["species"]
     assert int(item["target"]) == (vocabulary.labels.index(species) if species else -1)
-    assert item["target"].dtype == torch.int64 and item["target"].shape == ()
+    assert item["target"].dtype == torch.int64
+    assert item["target"].shape == ()
     assert dataset.num_classes() == vocabulary.num_classes
     assert vocabulary.labels == tuple(sorted(set(frame["species"].drop_nulls().to_list())))
 
@@ -192,7 +194,8 @@ def test_zip_archives_read_in_place(sample5m_zip: Path) -> None:
     prepared(sample5m_zip)
     dataset = BIOSCANDataset("bioscan-5m", "train", transform=False, target_rank=None)
     image = dataset[0]["image"]
-    assert isinstance(image, Image.Image) and image.mode == "RGB"
+    assert isinstance(image, Image.Image)
+    assert image.mode == "RGB"
     assert "::" in dataset.frame["image"][0]
     assert dataset.load_image(0).size == image.size
     dataset.close()

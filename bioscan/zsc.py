@@ -34,7 +34,7 @@ from bioscan.clustering import (
 from bioscan.dna import MAX_NUCLEOTIDES, deduplicate_barcodes, truncate
 from bioscan.encoders import DEFAULT_K
 from harness import atomic
-from harness.config import parse_device
+from harness.config import non_negative_int, parse_device, positive_int
 from harness.errors import FieldHarnessError
 from harness.plugin import Baseline, EvalOutcome, RunContext
 
@@ -56,26 +56,6 @@ PLOT_FILE = "ami_per_rank.png"
 def metric_name(rank: str) -> str:
     """Return the run-record metric of a rank: ``ami_species``, …, ``ami_bin`` for dna_bin."""
     return "ami_bin" if rank == "dna_bin" else f"ami_{rank}"
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}; expected an integer >= 1")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}; expected an integer >= 0")
-    return value
 
 
 def _percent(value: float) -> float:
@@ -111,23 +91,23 @@ class ZeroShotClusteringBaseline(Baseline):
         encoder.add_argument("--embeddings", type=Path, default=None, metavar="FILE",
                              help="file encoder: .npz (arrays embeddings and processid), .npy in "
                                   "record order, or Parquet/CSV with a processid column")
-        encoder.add_argument("--k", type=_positive_int, default=DEFAULT_K,
+        encoder.add_argument("--k", type=positive_int, default=DEFAULT_K,
                              help=f"k-mer length of the kmer encoder (default: {DEFAULT_K})")
-        encoder.add_argument("--batch-size", type=_positive_int, default=64, metavar="N",
+        encoder.add_argument("--batch-size", type=positive_int, default=64, metavar="N",
                              help="images or barcodes per forward pass (default: 64)")
         encoder.add_argument("--device", type=parse_device, default="auto",
                              help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N "
                                   "(default: auto)")
-        encoder.add_argument("--workers", type=_non_negative_int, default=0, metavar="N",
+        encoder.add_argument("--workers", type=non_negative_int, default=0, metavar="N",
                              help="DataLoader worker processes of the image encoder; 0 loads "
                                   "in the main process (default: 0)")
 
         clustering = parser.add_argument_group("clustering")
         clustering.add_argument("--no-umap", action="store_true",
                                 help="cluster the embeddings directly, without UMAP")
-        clustering.add_argument("--umap-components", type=_positive_int, default=50,
+        clustering.add_argument("--umap-components", type=positive_int, default=50,
                                 metavar="N", help="UMAP output dimensions (default: 50)")
-        clustering.add_argument("--umap-neighbors", type=_positive_int, default=30,
+        clustering.add_argument("--umap-neighbors", type=positive_int, default=30,
                                 metavar="N", help="UMAP neighbours (default: 30)")
         clustering.add_argument("--prenorm", choices=PRENORMS, default="none",
                                 help="normalisation of the embeddings before UMAP: none, l2 "

@@ -35,7 +35,9 @@ __all__ = [
     "config_from_args",
     "load_config",
     "load_preset_config",
+    "non_negative_int",
     "parse_device",
+    "positive_int",
     "require_torch",
 ]
 
@@ -509,3 +511,24 @@ def require_torch(purpose: str, *modules: str) -> None:
             raise MissingDependencyError(
                 f"{purpose} needs PyTorch ({error.name} is not installed); install it with: "
                 "pip install 'fieldharness[train]'") from None
+
+
+def _integer_at_least(text: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}; expected an integer >= "
+                                         f"{minimum}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """Parse a command-line integer >= 1 (an argparse ``type``)."""
+    return _integer_at_least(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """Parse a command-line integer >= 0 (an argparse ``type``)."""
+    return _integer_at_least(text, 0)

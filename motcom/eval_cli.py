@@ -63,6 +63,21 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", default=None, metavar="NAME",
                         help="name of the tracker in the run record (default: the tracker "
                              "folder's name)")
+    parser.add_argument("--motcom", action="store_true",
+                        help="also plot each sequence's HOTA and MOTA against its complexity "
+                             "(motcom_vs_scores.png; OCOM and MCOM from the ground truth, "
+                             "without VCOM: 'run DATASET motcom' computes VCOM)")
+
+
+def _with_motcom_plot(outcome: EvalOutcome, complexity: Mapping[str, Any],
+                      output_dir: Path, title: str) -> EvalOutcome:
+    """Add the plot of the outcome's per-sequence scores against sequence complexity."""
+    from motcom.motcom_run import motcom_beside_scores
+
+    path = motcom_beside_scores(outcome.per_item, complexity, output_dir / "motcom_vs_scores.png",
+                                title=title)
+    outcome.files.append(path)
+    return outcome
 
 
 def _method_name(args: argparse.Namespace) -> str:
@@ -292,7 +307,7 @@ class PreparedMOTEvaluator(Evaluator):
 
         results, combined, files = _score(items, gt_for, self.benchmark, args.threshold,
                                           Path(ctx.output_dir))
-        return _outcome(
+        outcome = _outcome(
             self.dataset,
             _method_name(args),
             results,
@@ -308,6 +323,15 @@ class PreparedMOTEvaluator(Evaluator):
                 "subset": manifest.subset,
             },
         )
+        if getattr(args, "motcom", False):
+            from motcom.motcom_run import complexity_of_prepared
+
+            bases = sorted({item.gt_key for item in items})
+            complexity = {c.sequence: c for c in complexity_of_prepared(
+                self.dataset, sequences=bases, version=manifest.version, data_dir=ctx.data_dir)}
+            outcome = _with_motcom_plot(outcome, complexity, Path(ctx.output_dir),
+                                        f"{self.benchmark}: tracker scores against complexity")
+        return outcome
 
     def method_name(self, args: argparse.Namespace) -> str:
         """Return ``--method``, else the tracker folder's name (see :func:`_method_name`)."""
@@ -486,7 +510,7 @@ class MOTChallengeEvaluator(Evaluator):
                 "--benchmark MOT17 (or MOT20) for the official numbers",
                 ", ".join(sorted(with_distractors)),
             )
-        return _outcome(
+        outcome = _outcome(
             "motchallenge",
             _method_name(args),
             results,
@@ -501,6 +525,19 @@ class MOTChallengeEvaluator(Evaluator):
                 "seq_length": args.seq_length,
             },
         )
+        if getattr(args, "motcom", False):
+            from motcom.motcom_run import complexity_of_folder
+
+            # The reference scores only MOT17's SDP copy, so every detector copy of a sequence
+            # is plotted against the complexity of that copy, under its base name.
+            complexity = dict(complexity_of_folder(gt_dir))
+            for name, value in list(complexity.items()):
+                base, _, detector = name.rpartition("-")
+                if detector in DETECTORS:
+                    complexity.setdefault(base, value)
+            outcome = _with_motcom_plot(outcome, complexity, Path(ctx.output_dir),
+                                        "tracker scores against complexity")
+        return outcome
 
     def method_name(self, args: argparse.Namespace) -> str:
         """Return ``--method``, else the tracker folder's name (see :func:`_method_name`)."""

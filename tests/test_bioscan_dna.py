@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from _bioscan_files import COLUMNS_5M, SPLITS_5M
 
 from bioscan.dna import (
     KmerTokenizer,
@@ -27,14 +28,6 @@ BIOSCAN_ROOT = SHARED / "realdata" / "bioscan"
 SAMPLE_CSV = BIOSCAN_ROOT / "BIOSCAN_5M_sample_metadata.csv"
 CANINV_TSV = BIOSCAN_ROOT / "dna" / "caninv_unseen.tsv"
 
-# Column order of the official BIOSCAN_5M_Insect_Dataset_metadata.csv.
-COLUMNS_5M = (
-    "processid", "sampleid", "taxon", "phylum", "class", "order", "family", "subfamily", "genus",
-    "species", "dna_bin", "dna_barcode", "country", "province_state", "coord-lat", "coord-lon",
-    "image_measurement_value", "area_fraction", "scale_factor", "inferred_ranks", "split",
-    "index_bioscan_1M_insect", "chunk",
-)  # fmt: skip
-SPLITS_5M = ("pretrain", "train", "val", "test", "key_unseen", "val_unseen", "test_unseen")
 
 
 def random_dna(rng: np.random.Generator, length: int) -> str:

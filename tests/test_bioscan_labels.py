@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from _bioscan_files import COLUMNS_5M, SPLITS_5M
 
 from bioscan.labels import LABEL_COLUMNS, RANKS, Taxonomy, Vocabulary, ranks_present
 from harness.errors import DataFormatError, FieldHarnessError, UnknownNameError
@@ -17,13 +18,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:The inplace keyword:Warning")
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 SAMPLE_CSV = SHARED / "realdata" / "bioscan" / "BIOSCAN_5M_sample_metadata.csv"
 
-COLUMNS_5M = (
-    "processid", "sampleid", "taxon", "phylum", "class", "order", "family", "subfamily", "genus",
-    "species", "dna_bin", "dna_barcode", "country", "province_state", "coord-lat", "coord-lon",
-    "image_measurement_value", "area_fraction", "scale_factor", "inferred_ranks", "split",
-    "index_bioscan_1M_insect", "chunk",
-)  # fmt: skip
-SPLITS_5M = ("pretrain", "train", "val", "test", "key_unseen", "val_unseen", "test_unseen")
 
 # Labels chosen to test the sort order: upper before lower case, accents, digits, spaces.
 LABEL_POOL = {

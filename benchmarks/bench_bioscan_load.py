@@ -25,9 +25,9 @@ default (``BIOSCAN5M._load_metadata`` in bioscan-dataset 1.3.0)::
     load_bioscan5m_metadata(csv, max_nucleotides=660, reduce_repeated_barcodes=False,
                             split=split, usecols=USECOLS)
 
-The MD5 check of the 4.2 GB CSV and, with the default image modality, the image folder check
-that the class runs first are not timed, so the incumbent is measured with less work than a
-user of the class waits for.
+The class first checks the MD5 of the 4.2 GB CSV and, with the default image modality, the
+image folder. Neither check is timed, so the incumbent is measured with less work than a user
+of the class waits for.
 
 After all runs the script checks that every path of a split returned the same records. It
 compares the row count and SHA-256 digests of the processids and species in order. For the

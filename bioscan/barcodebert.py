@@ -518,7 +518,7 @@ class _PerStepSchedule:
         saved_total = state.get("total_steps")
         if saved_total is not None and saved_total != self.total_steps:
             # NOTE: the checkpoint's schedule wins, so a resume with other epochs or batch size
-            # keeps the old schedule length and holds the final rate after it ends.
+            # keeps the old schedule length and stays at the final rate after it ends.
             logger.warning("the checkpoint's OneCycle schedule has %d steps but this run plans "
                            "%d; continuing the checkpoint's schedule", saved_total,
                            self.total_steps)

@@ -80,7 +80,8 @@ SCORES_PLOT = "scores.png"
 
 
 def _resolve_config(args: argparse.Namespace, data_kind: str) -> dict[str, Any]:
-    """Return the paper config, or the sample preset on sample data, with the user's changes."""
+    """Return the paper config (the sample preset on sample data) with ``--set`` and device
+    options applied."""
     config = load_preset_config("bioscan", PRESETS, args.config, args.overrides,
                                 data_kind=data_kind, run_name="BIOSCAN-5M barcodebert")
     for key in ("device", "workers"):

@@ -90,8 +90,8 @@ class BIOSCANDataset(Dataset):
         drop_missing_target: Leave out records whose target (any of several) is -1.
         version, data_dir: As in ``load_dataset``.
         frame: Already loaded records (``load_dataset(..., format="polars")``) to use in place of
-            loading ``split``; contiguous vocabularies are then built from its ``vocab_split``
-            records, dataset-wide ones from it as a whole.
+            loading ``split``. Contiguous vocabularies are then built from its ``vocab_split``
+            records, and dataset-wide ones from all of it.
 
     Attributes:
         frame: The records in item order (polars), e.g. to score predictions per rank.

@@ -374,8 +374,8 @@ def verify_dataset(
     """Re-hash the prepared tables and, with ``check_sources``, the source files of ``name``.
 
     With ``check_sources``, every path in an image column (``ConfigSpec.image_columns``) must
-    also exist. A relative path is resolved against the recorded source root, as the loader does;
-    each folder and zip archive is listed once, so millions of images cost one listing per
+    also exist. A relative path is resolved against the recorded source root, as the loader does.
+    Each folder and zip archive is listed once, so millions of images cost one listing per
     folder, not one ``stat`` each.
 
     Returns:

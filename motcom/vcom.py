@@ -356,7 +356,8 @@ def _normalise(image: torch.Tensor) -> torch.Tensor:
     """Scale a ``[3, H, W]`` uint8 image to [0, 1] and apply the ImageNet mean and std.
 
     The operations and their order are those of torchvision's ``ToTensor`` then ``Normalize``
-    in float32, so the values are bit-identical to the reference's.
+    in float32, which the reference applies, so the values equal those transforms' bit for bit
+    (the tests compare them).
     """
     import torch
 

@@ -49,6 +49,26 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     _add_data_dir(parser)
 
 
+PREPARE_FLAG_PREFIX = "prepare_flag_"
+
+
+def _add_prepare_flags(parser: argparse.ArgumentParser) -> None:
+    """Accept each dataset's prepare option also as ``--NAME VALUE`` (``--gauges DIR``).
+
+    ``prepare`` checks the option against the chosen dataset, so a flag of another dataset is an
+    error that lists the valid options.
+    """
+    helps: dict[str, list[str]] = {}
+    for name in registry.dataset_names():
+        for option, text in registry.get_dataset(name).prepare_options.items():
+            helps.setdefault(option, []).append(f"{name}: {text}")
+    for option in sorted(helps):
+        parser.add_argument("--" + option.replace("_", "-"), dest=PREPARE_FLAG_PREFIX + option,
+                            default=None, metavar="VALUE",
+                            help="same as --option " + option + "=VALUE (" +
+                                 "; ".join(helps[option]) + ")")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser with one sub-parser per command and per evaluator/baseline."""
     parser = argparse.ArgumentParser(
@@ -90,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
                    dest="prepare_options",
                    help="dataset-specific prepare option, repeatable; 'python -m harness info "
                         "NAME' lists them (e.g. image_package=cropped for bioscan-5m)")
+    _add_prepare_flags(p)
     _add_version(p)
     _add_data_dir(p)
     p.set_defaults(handler=cmd_prepare)
@@ -289,6 +310,14 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             raise FieldHarnessError(f"--option {option!r} is not NAME=VALUE; for example "
                                     "--option image_package=cropped")
         options[key.strip()] = value.strip()
+    for dest, value in vars(args).items():
+        if dest.startswith(PREPARE_FLAG_PREFIX) and value is not None:
+            option = dest[len(PREPARE_FLAG_PREFIX):]
+            if option in options and options[option] != value:
+                raise FieldHarnessError(
+                    f"--{option.replace('_', '-')} {value!r} and --option {option}="
+                    f"{options[option]!r} disagree; give the option once")
+            options[option] = value
     manifest = prepare_dataset(args.name, args.source, version=args.dataset_version,
                                data_dir=args.data_dir, options=options)
     kind = "subset of " if manifest.subset else ""

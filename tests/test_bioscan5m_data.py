@@ -863,3 +863,17 @@ def test_polars_load_equals_parquet_scan(tmp_path: Path, layout: str) -> None:
     assert images.null_count() < images.len()
     if layout == "zip":
         assert images.drop_nulls().str.contains(r"\.zip::bioscan5m/images/").all()
+
+
+def test_prepare_option_as_a_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
+    root = tmp_path / "two"
+    write_bioscan5m_sample(root, rows=30, seed=2, package="cropped_256")
+    write_bioscan5m_sample(root, rows=30, seed=2, package="original_256")
+    assert main(["prepare", NAME, "--source", str(root), "--image-package", "original_256"]) == 0
+    assert "images: package original_256" in capsys.readouterr().out
+
+    assert main(["prepare", NAME, "--source", str(root), "--image-package", "original_256",
+                 "--option", "image_package=cropped_256"]) != 0
+    assert "disagree; give the option once" in capsys.readouterr().err

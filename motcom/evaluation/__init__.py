@@ -27,6 +27,7 @@ from motcom.evaluation.fields import (
 )
 from motcom.evaluation.hota import ALPHAS, hota_sequence
 from motcom.evaluation.identity import identity_sequence
+from motcom.evaluation.motmetrics import SEMANTICS, check_semantics, clear_identity_prepared
 from motcom.evaluation.preprocess import BENCHMARKS, PreparedSequence, prepare_sequence
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "METRIC_FIELDS",
     "SUMMARY_FIELDS",
     "PreparedSequence",
+    "SEMANTICS",
     "combine_sequences",
     "detailed_values",
     "evaluate_prepared",
@@ -51,12 +53,22 @@ MIN_THRESHOLD = 1e-6
 """Smallest CLEAR/Identity IoU threshold accepted; below eps TrackEval would match IoU-0 pairs."""
 
 
-def evaluate_prepared(seq: PreparedSequence, *, threshold: float = 0.5) -> dict[str, Any]:
-    """Run HOTA, CLEAR, Identity and Count on a sequence from :func:`prepare_sequence`."""
+def evaluate_prepared(
+    seq: PreparedSequence, *, threshold: float = 0.5, semantics: str = "trackeval"
+) -> dict[str, Any]:
+    """Run HOTA, CLEAR, Identity and Count on a sequence from :func:`prepare_sequence`.
+
+    ``semantics="motmetrics"`` computes CLEAR and Identity with py-motmetrics 1.4.0's matching
+    rules (:func:`motcom.evaluation.motmetrics.clear_identity_prepared`); HOTA is TrackEval's.
+    """
+    check_semantics(semantics)
     res: dict[str, Any] = {}
     res.update(hota_sequence(seq))
-    res.update(clear_sequence(seq, threshold))
-    res.update(identity_sequence(seq, threshold))
+    if semantics == "motmetrics":
+        res.update(clear_identity_prepared(seq, threshold))
+    else:
+        res.update(clear_sequence(seq, threshold))
+        res.update(identity_sequence(seq, threshold))
     res["Dets"] = seq.tracker.num_dets
     res["GT_Dets"] = seq.gt.num_dets
     res["IDs"] = seq.tracker.num_ids
@@ -72,6 +84,7 @@ def evaluate_sequence(
     benchmark: str | None = "MOT17",
     threshold: float = 0.5,
     name: str | None = None,
+    semantics: str = "trackeval",
 ) -> dict[str, Any]:
     """Evaluate one tracker output against the ground truth of one sequence, as TrackEval does.
 
@@ -86,6 +99,10 @@ def evaluate_sequence(
         threshold: IoU a CLEAR or Identity match needs (TrackEval's ``THRESHOLD``); the
             distractor matching always uses 0.5 and HOTA its 19 alphas.
         name: sequence name, used in error messages only.
+        semantics: ``"trackeval"`` (default) or ``"motmetrics"``: CLEAR and Identity with the
+            matching rules of py-motmetrics 1.4.0 (a pair continues from the object's last
+            pairing at any earlier frame; MT at a tracked ratio of at least 0.8), the other
+            fields unchanged. See :mod:`motcom.evaluation.motmetrics`.
 
     Returns:
         TrackEval's fields (see ``METRIC_FIELDS``) with TrackEval's value types: ``(19,)`` float
@@ -105,6 +122,7 @@ def evaluate_sequence(
         id. Thresholds below 1e-6 are rejected, because at or below eps TrackEval would count
         pairs with IoU 0 as matches.
     """
+    check_semantics(semantics)
     if not MIN_THRESHOLD <= threshold <= 1:
         raise EvaluationError(f"threshold is {threshold!r}; expected a number in [1e-6, 1]")
     seq = prepare_sequence(gt, tracks, seq_length, benchmark=benchmark, name=name)
@@ -115,4 +133,4 @@ def evaluate_sequence(
         seq.tracker.num_dets,
         seq.pair_iou.shape[0],
     )
-    return evaluate_prepared(seq, threshold=threshold)
+    return evaluate_prepared(seq, threshold=threshold, semantics=semantics)

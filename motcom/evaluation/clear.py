@@ -146,6 +146,19 @@ def _match_frames(
     return edge_gt[matched], edge_tracker[matched], edge_iou[matched]
 
 
+def clear_matches(
+    seq: PreparedSequence, threshold: float = 0.5
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return TrackEval's CLEAR matches as ``(gt row, tracker row, IoU)`` arrays, frame ordered.
+
+    Other metrics built on TrackEval's matching (the MTBF of 3D-ZeF) read the matches from here.
+    """
+    if seq.gt.num_dets == 0 or seq.tracker.num_dets == 0:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, np.zeros(0)
+    return _match_frames(seq, threshold)
+
+
 class _FrameSolver:
     """Solves single frames of the CLEAR matching on TrackEval's full-frame score matrix."""
 

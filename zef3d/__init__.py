@@ -1,0 +1,1 @@
+"""3D-ZeF: stereo zebrafish tracking data (top and front view), 3D evaluation and baselines."""

@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO := demo-output
 
-.PHONY: demo test lint benchmark benchmark-bioscan clean
+.PHONY: demo test lint benchmark benchmark-bioscan benchmark-zef3d clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,9 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 
 # The main jobs on generated sample data in the official layouts: evaluate MOT17 tracker output
 # with the TrackEval-exact metrics, train and score the CT-GNN baseline on Sewer-ML frames,
-# cluster BIOSCAN-5M barcodes and score the clusters by AMI, and write the leaderboard.
+# cluster BIOSCAN-5M barcodes and score the clusters by AMI, track zebrafish in 3D with the
+# 3D-ZeF baseline, detect rain in VIRADA videos with labels made from gauge records, and write
+# the leaderboard.
 demo: $(VENV)/.installed-runtime
 	rm -rf $(DEMO)
 	FIELDHARNESS_HOME=$(DEMO)/home $(BIN)/python -m harness sample mot17 --output $(DEMO)/mot17
@@ -41,21 +43,37 @@ demo: $(VENV)/.installed-runtime
 		--source $(DEMO)/bioscan5m
 	FIELDHARNESS_HOME=$(DEMO)/home $(BIN)/python -m harness run bioscan-5m zsc \
 		--output $(DEMO)/run-zsc
+	FIELDHARNESS_HOME=$(DEMO)/home $(BIN)/python -m harness sample zef3d --output $(DEMO)/zef3d
+	FIELDHARNESS_HOME=$(DEMO)/home $(BIN)/python -m harness prepare zef3d --source $(DEMO)/zef3d
+	FIELDHARNESS_HOME=$(DEMO)/home $(BIN)/python -m harness run zef3d naive \
+		--output $(DEMO)/run-zef3d-naive
+	FIELDHARNESS_HOME=$(DEMO)/home $(BIN)/python -m harness sample virada --output $(DEMO)/virada
+	FIELDHARNESS_HOME=$(DEMO)/home $(BIN)/python -m harness prepare virada \
+		--source $(DEMO)/virada --gauges $(DEMO)/virada/gauges
+	FIELDHARNESS_HOME=$(DEMO)/home $(BIN)/python -m harness run virada bossu \
+		--output $(DEMO)/run-bossu
 	FIELDHARNESS_HOME=$(DEMO)/home $(BIN)/python -m harness leaderboard --runs $(DEMO) \
 		--include-sample --output $(DEMO)/leaderboard.csv
-	@echo "Demo results: $(DEMO)/run-noisytracker, $(DEMO)/run-ctgnn, $(DEMO)/run-zsc and" \
-		"$(DEMO)/leaderboard.md"
+	@echo "Demo results: $(DEMO)/run-noisytracker, $(DEMO)/run-ctgnn, $(DEMO)/run-zsc," \
+		"$(DEMO)/run-zef3d-naive, $(DEMO)/run-bossu and $(DEMO)/leaderboard.md"
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check harness motcom sewerml bioscan tests benchmarks
+	$(BIN)/ruff check harness motcom sewerml bioscan zef3d virada tests benchmarks
 
 benchmark: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/bench_mot_eval.py
 	$(BIN)/python benchmarks/bench_sewerml_input.py
 	$(BIN)/python benchmarks/bench_sewerml_train_step.py
+	$(BIN)/python benchmarks/bench_virada_bossu.py
+
+# 3D-ZeF evaluation against py-motmetrics 1.4.0, which needs its own environment (numpy < 2).
+benchmark-zef3d: $(VENV)/.installed-dev
+	test -x /tmp/mm14/bin/python || ($(PYTHON) -m venv /tmp/mm14 && /tmp/mm14/bin/pip install \
+		--quiet "motmetrics==1.4.0" "numpy<2" "pandas<2" scipy)
+	$(BIN)/python benchmarks/bench_zef3d_eval.py
 
 # Full-size BIOSCAN-5M metadata against bioscan-dataset: about 11 minutes and 10.5 GB under /tmp.
 benchmark-bioscan: $(VENV)/.installed-dev

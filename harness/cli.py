@@ -266,7 +266,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     _print_prepared(spec.name, args.data_dir)
     if plugin.prepare_options:
-        print("Prepare options (prepare --option NAME=VALUE):")
+        print("Prepare options (prepare --option NAME=VALUE, or --NAME VALUE with - for _):")
         for option, text in plugin.prepare_options.items():
             print(textwrap.fill(text, 100, initial_indent=f"  {option}: ",
                                 subsequent_indent="    "))

@@ -69,6 +69,17 @@ def test_naive_scores_every_sequence(naive_run: Path):
     assert metrics["COMBINED"]["MOTA"] == pytest.approx(record["metrics"]["MOTA"])
 
 
+def test_naive_scores_equal_eval_of_its_tracks(naive_run: Path, sample_home: Path,
+                                                tmp_path: Path):
+    output = tmp_path / "eval"
+    assert main(["-q", "eval", "zef3d", "--tracks", str(naive_run / "tracks"), "--output",
+                 str(output), "--data-dir", str(sample_home)]) == 0
+    evaluated = read_record(output)
+    record = read_record(naive_run)
+    assert evaluated["metrics"] == record["metrics"]
+    assert evaluated["per_item"] == record["per_item"]
+
+
 def test_naive_writes_submission_files(naive_run: Path):
     for name, fish in (("ZebraFish-01", 2), ("ZebraFish-02", 3)):
         tracks = read_tracks3d(naive_run / "tracks" / f"{name}.txt")

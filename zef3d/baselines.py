@@ -53,9 +53,6 @@ TRACKS_FOLDER = "tracks"
 PLOTS_FOLDER = "plots"
 METRICS_FILE = "metrics.json"
 
-_SEQUENCE_OFFSET = 10_000_000
-"""Frame and id offset per sequence when all sequences are scored together (COMBINED)."""
-
 
 @dataclass
 class SequenceInput:
@@ -130,20 +127,6 @@ def _ground_truth(args: argparse.Namespace, ctx: RunContext) -> pl.DataFrame:
     return load_dataset(DATASET, "train", config="points", version=args.dataset_version,
                         data_dir=ctx.data_dir, format="polars",
                         columns=["sequence", "frame", "id", "x", "y", "z"])
-
-
-def _combined(frames: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
-    """Stack per-sequence tables with frames and ids offset so that sequences stay apart."""
-    parts = []
-    for index, (_, frame) in enumerate(sorted(frames.items())):
-        offset = (index + 1) * _SEQUENCE_OFFSET
-        parts.append(frame.select(
-            (pl.col("frame").cast(pl.Int64) + offset).alias("frame"),
-            (pl.col("id").cast(pl.Int64) + offset).alias("id"),
-            pl.col("x"), pl.col("y"), pl.col("z")))
-    return pl.concat(parts) if parts else pl.DataFrame(
-        schema={"frame": pl.Int64, "id": pl.Int64, "x": pl.Float64, "y": pl.Float64,
-                "z": pl.Float64})
 
 
 def _json_ready(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -269,11 +252,9 @@ class _Zef3DBaseline(Baseline):
     def _score(tracks: Mapping[str, pl.DataFrame], gt: Mapping[str, pl.DataFrame]
                ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
         """Score each sequence and all of them together with the 3D-ZeF evaluation."""
-        from zef3d.evaluation import evaluate_tracks3d
+        from zef3d.evaluation import evaluate_sequences3d
 
-        per_item = {name: dict(evaluate_tracks3d(gt[name], tracks[name])) for name in tracks}
-        metrics = dict(evaluate_tracks3d(_combined(gt), _combined(tracks)))
-        return metrics, per_item
+        return evaluate_sequences3d(gt, tracks)
 
 
 class NaiveBaseline(_Zef3DBaseline):

@@ -323,6 +323,31 @@ def evaluate_tracks3d(
                                           name))
 
 
+def evaluate_sequences3d(
+    gt: Mapping[str, pl.DataFrame],
+    tracks: Mapping[str, pl.DataFrame],
+    *,
+    threshold: float = THRESHOLD_3D,
+    semantics: str = "motmetrics",
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Score the 3D tracks of several sequences, as ``eval zef3d`` does.
+
+    Args:
+        gt: sequence name -> ground truth with columns ``frame, id, x, y, z``.
+        tracks: sequence name -> tracks with the same columns; every name must be in ``gt``.
+        threshold: largest matching distance in cm.
+        semantics: ``"motmetrics"`` or ``"trackeval"``.
+
+    Returns:
+        The :data:`COMBINED` numbers (py-motmetrics' OVERALL row) and the numbers per sequence.
+    """
+    raw = {name: _evaluate_tables(gt[name], tracks[name], ("x", "y", "z"), threshold, semantics,
+                                  name)
+           for name in sorted(tracks)}
+    return (record_values(combine_metrics(list(raw.values()))),
+            {name: record_values(res) for name, res in raw.items()})
+
+
 def evaluate_tracks2d(
     gt: pl.DataFrame,
     tracks: pl.DataFrame,
@@ -660,6 +685,7 @@ __all__ = [
     "evaluate_boxes2d",
     "evaluate_points",
     "evaluate_tracks2d",
+    "evaluate_sequences3d",
     "evaluate_tracks3d",
     "read_boxes2d",
     "read_tracks2d",

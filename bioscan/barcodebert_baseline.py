@@ -26,7 +26,6 @@ without torch.
 from __future__ import annotations
 
 import argparse
-import copy
 import csv
 import io
 import logging
@@ -39,7 +38,12 @@ import polars as pl
 
 from bioscan.plugin import BARCODEBERT_PUBLISHED
 from harness import atomic
-from harness.config import add_training_arguments, load_preset_config, require_torch
+from harness.config import (
+    add_training_arguments,
+    load_preset_config,
+    recorded_config,
+    require_torch,
+)
 from harness.errors import FieldHarnessError
 from harness.plugin import Baseline, EvalOutcome, RunContext
 
@@ -143,12 +147,8 @@ def _adopt_checkpoint_config(config: dict[str, Any], path: Path) -> None:
 
 
 def _recorded_config(config: Mapping[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    recorded = {key: copy.deepcopy(value) for key, value in config.items()
-                if key not in RUNTIME_KEYS}
+    recorded = recorded_config(config, RUNTIME_KEYS, args.weights)
     recorded["stage"] = args.stage
-    if args.weights is not None:
-        # Runs from other initial weights are another configuration on the leaderboard.
-        recorded["weights"] = str(Path(args.weights).resolve())
     return recorded
 
 

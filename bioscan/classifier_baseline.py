@@ -19,7 +19,6 @@ without torch, and torch is needed only when the baseline runs.
 from __future__ import annotations
 
 import argparse
-import copy
 import csv
 import io
 import logging
@@ -31,7 +30,12 @@ import numpy as np
 import polars as pl
 
 from harness import atomic
-from harness.config import add_training_arguments, load_preset_config, require_torch
+from harness.config import (
+    add_training_arguments,
+    load_preset_config,
+    recorded_config,
+    require_torch,
+)
 from harness.errors import FieldHarnessError, UnknownNameError
 from harness.plugin import Baseline, EvalOutcome, RunContext
 
@@ -138,13 +142,9 @@ def _percent(value: float) -> float:
 
 def _recorded_config(config: Mapping[str, Any], args: argparse.Namespace,
                      rank: str) -> dict[str, Any]:
-    recorded = {key: copy.deepcopy(value) for key, value in config.items()
-                if key not in RUNTIME_KEYS}
+    recorded = recorded_config(config, RUNTIME_KEYS, args.weights)
     recorded["target_rank"] = rank
     recorded["partition"] = partition_column(config["task"], config["size"])
-    if args.weights is not None:
-        # Runs from other initial weights are another configuration on the leaderboard.
-        recorded["weights"] = str(Path(args.weights).resolve())
     return recorded
 
 

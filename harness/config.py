@@ -494,6 +494,21 @@ def load_preset_config(
     return load_config(defaults, chosen, overrides, presets=paths)
 
 
+def recorded_config(config: Mapping[str, Any], runtime_keys: Sequence[str],
+                    weights: str | Path | None = None) -> dict[str, Any]:
+    """Return the settings that define a run's configuration, for its run record.
+
+    Settings that only choose the hardware (``runtime_keys``, e.g. device and workers) are left
+    out. A run from other initial weights is another configuration on the leaderboard, so
+    ``weights`` is recorded as an absolute path.
+    """
+    recorded = {key: copy.deepcopy(value) for key, value in config.items()
+                if key not in runtime_keys}
+    if weights is not None:
+        recorded["weights"] = str(Path(weights).resolve())
+    return recorded
+
+
 def require_torch(purpose: str, *modules: str) -> None:
     """Raise a clear error when PyTorch (or another module of the train extra) is missing.
 

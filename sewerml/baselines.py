@@ -13,7 +13,6 @@ without torch, and torch is needed only when a baseline runs.
 from __future__ import annotations
 
 import argparse
-import copy
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -24,7 +23,12 @@ import numpy as np
 import polars as pl
 
 from harness import atomic
-from harness.config import add_training_arguments, load_preset_config, require_torch
+from harness.config import (
+    add_training_arguments,
+    load_preset_config,
+    recorded_config,
+    require_torch,
+)
 from harness.errors import FieldHarnessError, UnknownNameError
 from harness.plugin import Baseline, EvalOutcome, RunContext
 from sewerml.classes import DEFECT_CODES
@@ -182,12 +186,7 @@ the hardware separately)."""
 
 def _recorded_config(config: Mapping[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     """Return the settings that define the run's configuration, including the initial weights."""
-    recorded = {key: copy.deepcopy(value) for key, value in config.items()
-                if key not in RUNTIME_KEYS}
-    if args.weights is not None:
-        # Runs from other initial weights are another configuration on the leaderboard.
-        recorded["weights"] = str(Path(args.weights).resolve())
-    return recorded
+    return recorded_config(config, RUNTIME_KEYS, args.weights)
 
 
 def _test_note(files: Sequence[Path]) -> str:

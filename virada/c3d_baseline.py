@@ -21,7 +21,6 @@ without torch.
 from __future__ import annotations
 
 import argparse
-import copy
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,7 +29,13 @@ from typing import Any, ClassVar
 import numpy as np
 
 from harness import atomic
-from harness.config import add_training_arguments, load_preset_config, positive_int, require_torch
+from harness.config import (
+    add_training_arguments,
+    load_preset_config,
+    positive_int,
+    recorded_config,
+    require_torch,
+)
 from harness.errors import FieldHarnessError, UnknownNameError
 from harness.plugin import Baseline, EvalOutcome, RunContext
 
@@ -118,11 +123,7 @@ def _clip_correct(outputs: Any, batch: Mapping[str, Any]) -> Any:
 
 
 def _recorded_config(config: Mapping[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    recorded = {key: copy.deepcopy(value) for key, value in config.items()
-                if key not in RUNTIME_KEYS}
-    if args.weights is not None:
-        recorded["weights"] = str(Path(args.weights).resolve())
-    return recorded
+    return recorded_config(config, RUNTIME_KEYS, args.weights)
 
 
 def write_test_predictions(path: Path, predicted: np.ndarray, log_probabilities: np.ndarray,

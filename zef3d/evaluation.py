@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 import numpy as np
 import polars as pl
 
-from harness.errors import DataFormatError, EvaluationError
+from harness.errors import EvaluationError
 from harness.plugin import EvalOutcome, Evaluator, RunContext
 from motcom.evaluation.motmetrics import (
     MATCH,
@@ -57,6 +57,7 @@ from motcom.evaluation.motmetrics import (
     finish_metrics,
     mtbf_counts,
 )
+from zef3d.io import parse_track_rows
 
 logger = logging.getLogger(__name__)
 
@@ -396,9 +397,6 @@ def evaluate_boxes2d(
 # Files
 
 
-_SEPARATOR = re.compile(r"[,; \t]+")
-
-
 def read_tracks2d(path: Path) -> pl.DataFrame:
     """Read a view's tracks file, ``frame, id, x, y`` per line (pixels); later columns ignored.
 
@@ -422,29 +420,9 @@ def read_boxes2d(path: Path) -> pl.DataFrame:
 
 
 def _read_rows(path: Path, names: tuple[str, ...]) -> pl.DataFrame:
-    rows: list[tuple] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
-        stripped = line.strip().strip(",;")
-        if not stripped:
-            continue
-        fields = _SEPARATOR.split(stripped)
-        if len(fields) < len(names):
-            raise DataFormatError(f"line has {len(fields)} fields", path=path, line=number,
-                                  value=line.strip(),
-                                  expected=f"at least {len(names)} fields: {', '.join(names)}")
-        values = []
-        for field, column in zip(fields, names, strict=False):
-            try:
-                values.append(float(field))
-            except ValueError:
-                raise DataFormatError("value is not a number", path=path, line=number,
-                                      field=column, value=field,
-                                      expected="a decimal number") from None
-        for column, value, text in (("frame", values[0], fields[0]), ("id", values[1], fields[1])):
-            if not math.isfinite(value) or value != int(value) or value < 1:
-                raise DataFormatError("value is not a positive integer", path=path, line=number,
-                                      field=column, value=text, expected="an integer >= 1")
-        rows.append((int(values[0]), int(values[1]), *values[2:]))
+    rows = [(int(values[0]), int(values[1]), *values[2:])
+            for _, _, values in parse_track_rows(path.read_text(encoding="utf-8-sig"), path,
+                                                 names)]
     schema = {name: pl.Int64 if name in ("frame", "id") else pl.Float64 for name in names}
     return pl.DataFrame(rows, schema=schema, orient="row")
 

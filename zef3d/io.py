@@ -219,33 +219,55 @@ def _valid_track_values(values: np.ndarray) -> bool:
                 and not np.isinf(values[:, 2:5]).any())
 
 
-def _parse_track_lines(data: bytes, path: Path) -> pl.DataFrame:
-    """Parse a submission line by line, raising a located error at the first invalid value."""
-    rows: list[tuple[int, int, float, float, float]] = []
-    dropped = 0
-    text = data.decode("utf-8-sig")
+def parse_track_rows(text: str, path: Path,
+                     names: tuple[str, ...]) -> list[tuple[int, list[str], list[float]]]:
+    """Split a tracks file into rows of numbers, raising a located error at the first bad value.
+
+    Fields are separated by commas, semicolons or whitespace, as in submission files; fields
+    after ``names`` are ignored and blank lines skipped. The first two names are the frame and
+    the id, which must be positive integers.
+
+    Returns:
+        ``(line number, fields, values)`` per row, the values as floats in the order of ``names``.
+
+    Raises:
+        DataFormatError: a line with fewer fields than ``names``, a value that is not a number,
+            or a frame or id that is not a positive integer (file, line, field and value).
+    """
+    rows: list[tuple[int, list[str], list[float]]] = []
     for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip().strip(",;")
         if not stripped:
             continue
         fields = _TRACK_SEPARATOR.split(stripped)
-        if len(fields) < len(TRACK_COLUMNS):
+        if len(fields) < len(names):
             raise DataFormatError(
                 f"line has {len(fields)} fields", path=path, line=number, value=line.strip(),
-                expected="at least 5 fields: frame, id, x, y, z")
+                expected=f"at least {len(names)} fields: {', '.join(names)}")
         values = []
-        for field, name in zip(fields, TRACK_COLUMNS, strict=False):
+        for field, name in zip(fields, names, strict=False):
             try:
                 values.append(float(field))
             except ValueError:
                 raise DataFormatError("value is not a number", path=path, line=number,
                                       field=name, value=field,
                                       expected="a decimal number") from None
-        frame, track_id, x, y, z = values
-        for name, value, text_value in (("frame", frame, fields[0]), ("id", track_id, fields[1])):
+        for name, value, text_value in ((names[0], values[0], fields[0]),
+                                        (names[1], values[1], fields[1])):
             if not math.isfinite(value) or value != int(value) or value < 1:
                 raise DataFormatError("value is not a positive integer", path=path, line=number,
                                       field=name, value=text_value, expected="an integer >= 1")
+        rows.append((number, fields, values))
+    return rows
+
+
+def _parse_track_lines(data: bytes, path: Path) -> pl.DataFrame:
+    """Parse a submission line by line, raising a located error at the first invalid value."""
+    rows: list[tuple[int, int, float, float, float]] = []
+    dropped = 0
+    for number, fields, values in parse_track_rows(data.decode("utf-8-sig"), path,
+                                                   TRACK_COLUMNS):
+        frame, track_id, x, y, z = values
         if math.isnan(x) or math.isnan(y) or math.isnan(z):
             dropped += 1
             continue

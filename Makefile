@@ -13,12 +13,16 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # The demo trains a baseline, so it installs the train extra (PyTorch, torchvision, timm).
+# The editable install puts the repository on sys.path (compat mode), so that a data folder named
+# like one of the packages (./virada/ from 'sample virada --output virada') cannot shadow it.
+EDITABLE := --config-settings editable_mode=compat
+
 $(VENV)/.installed-runtime: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[train]'
+	$(BIN)/python -m pip install --quiet -e '.[train]' $(EDITABLE)
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]' $(EDITABLE)
 	touch $@ $(VENV)/.installed-runtime
 
 # The main jobs on generated sample data in the official layouts: evaluate MOT17 tracker output

@@ -117,6 +117,8 @@ def to_csv(board: Leaderboard) -> str:
 
 
 def _format(values: list[float]) -> str:
+    if any(math.isnan(value) for value in values):
+        return "nan"  # undefined for a run, e.g. MOTP without matches
     mean = statistics.fmean(values)
     if len(values) == 1:
         return f"{mean:.0f}" if mean.is_integer() else f"{mean:.3f}"
@@ -270,8 +272,12 @@ def _bars(board: Leaderboard, dataset: str, distinct: dict[tuple, str]
         settings = _shorten(distinct[key], PLOT_LABEL_SETTINGS)
         named = f"{metric}, " if len(drawn) > 1 else ""
         labels.append(f"{key[3]} ({named}{key[2] or '-'}{', ' + settings if settings else ''})")
-        means.append(statistics.fmean(values))
-        errors.append(statistics.stdev(values) if len(values) > 1 else 0.0)
+        if any(math.isnan(value) for value in values):
+            means.append(math.nan)  # drawn as no bar, as the table shows "nan"
+            errors.append(0.0)
+        else:
+            means.append(statistics.fmean(values))
+            errors.append(statistics.stdev(values) if len(values) > 1 else 0.0)
         colors.append("tab:blue")
     for result in board.published:
         if result.dataset == dataset and result.metric in (drawn or set(columns[:1])):

@@ -274,6 +274,17 @@ def test_python_m_harness_end_to_end(tmp_path):
     assert (tmp_path / "runs" / "leaderboard.md").is_file()
 
 
+def test_data_folders_named_like_packages_do_not_shadow_them(tmp_path):
+    """A sample written to ./virada or ./zef3d must not replace the installed packages."""
+    for folder in ("virada/labels", "virada/train", "zef3d/configs", "motcom", "harness"):
+        (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+    result = subprocess.run([sys.executable, "-m", "harness", "list"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "virada bossu" in result.stdout
+    assert "zef3d naive" in result.stdout
+
+
 def test_eval_refuses_existing_run_record(mot_sample, tmp_path, capsys):
     tracker = mot_sample / "trackers" / "noisytracker"
     argv = ["eval", "mot17", "--tracker-dir", str(tracker), "--output", str(tmp_path / "run")]

@@ -190,3 +190,14 @@ def test_plot_bars_use_each_methods_first_metric(tmp_path):
     assert colors == ["tab:blue", "tab:blue"]
     assert axis == "score (metric in each label)"
     assert leaderboard.plot(board, tmp_path / "board.png").is_file()
+
+
+def test_leaderboard_group_with_a_nan_metric(tmp_path):
+    runs = tmp_path / "runs"
+    _write_run(runs, "r1", mota=float("nan"), seed=0)
+    _write_run(runs, "r2", mota=50.0, seed=1)
+    written = leaderboard.write(runs, tmp_path / "board.csv")
+    table = written["markdown"].read_text()
+    assert "| nan |" in table
+    assert "60.000 ± 0.000" in table
+    assert written["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -514,6 +514,8 @@ def test_baseline_on_sample_separates_rain(tmp_path):
     outcome = baseline.run(args, RunContext(output_dir=output))
 
     assert outcome.data_kind == "sample"
+    assert outcome.config["label_source"] == "json"
+    assert "workers" not in outcome.config
     assert outcome.metrics["minute_mcc"] > 0.5
     assert outcome.metrics["em_minute_mcc"] > 0.5
     assert outcome.metrics["frame_mcc"] > 0.5

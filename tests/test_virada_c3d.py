@@ -335,6 +335,7 @@ def test_run_c3d_on_sample(sample_source, tmp_path):
     assert record["metrics"]["frame_accuracy"] == pytest.approx(accuracy)
     assert 0.0 <= record["metrics"]["minute_accuracy"] <= 1.0
     assert record["data_kind"] == "sample"
+    assert record["config"]["label_source"] == "json"
 
     summary = json.loads((output / "metrics.json").read_text(encoding="utf-8"))
     assert summary["best_epoch"] == 1

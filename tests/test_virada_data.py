@@ -365,6 +365,8 @@ def test_prepare_invalid_options() -> None:
         ViradaPlugin().configure_prepare({"side": "middle"})
     with pytest.raises(FieldHarnessError, match="position='57.05'"):
         ViradaPlugin().configure_prepare({"position": "57.05"})
+    with pytest.raises(FieldHarnessError, match=r"position='abc,def' is not valid; expected LAT"):
+        ViradaPlugin().configure_prepare({"position": "abc,def"})
     with pytest.raises(FieldHarnessError, match="max_distance_km=-1"):
         ViradaPlugin().configure_prepare({"max_distance_km": "-1"})
 

@@ -327,3 +327,13 @@ def test_viborg_too_far_from_crossings() -> None:
         labels_for_video(parse_video_name("20130614_090939-left.mkv"), 3000, 30, stations,
                          records)
     assert np.isfinite(haversine_km(DEFAULT_POSITION, (stations[5122].lat, stations[5122].lon)))
+
+
+def test_missing_gauge_folder_names_the_option(tmp_path: Path) -> None:
+    from harness.errors import FieldHarnessError
+
+    with pytest.raises(FieldHarnessError, match=r"gauge folder .*nope not found; pass --gauges"):
+        read_gauge_folder(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FieldHarnessError, match=r"needs a station list '\*GaugeInfo\*\.txt'"):
+        read_gauge_folder(tmp_path / "empty")

@@ -287,6 +287,18 @@ def test_eval_single_file_and_view(prepared, tmp_path):
     assert table["TP"].to_list() == [0, 0]
 
 
+def test_eval_method_name_of_a_single_file_is_its_folder(prepared):
+    from zef3d.evaluation import Zef3DEvaluator
+
+    evaluator = Zef3DEvaluator()
+    train, _ = prepared
+    args = argparse.Namespace(tracks=str(train.parent / "mytracker" / "ZebraFish-01.txt"),
+                              method=None)
+    assert evaluator.method_name(args) == "mytracker"
+    args.method = "given"
+    assert evaluator.method_name(args) == "given"
+
+
 def test_eval_view_boxes(prepared, tmp_path):
     train, home = prepared
     folder = tmp_path / "boxes"
@@ -377,8 +389,8 @@ def test_eval_duplicate_id(prepared, tmp_path):
     path = tracks / "ZebraFish-02.txt"
     lines = path.read_text().splitlines()
     path.write_text("\n".join([*lines, lines[0]]) + "\n")
-    with pytest.raises(EvaluationError, match="sequence ZebraFish-02: tracker id 101 occurs "
-                                              "more than once in frame 1"):
+    with pytest.raises(EvaluationError, match=r"dup/ZebraFish-02\.txt: sequence ZebraFish-02: "
+                                              r"tracker id 101 occurs more than once in frame 1"):
         run_eval(["--tracks", str(tracks)], home, tmp_path / "run")
 
 

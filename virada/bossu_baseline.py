@@ -433,7 +433,9 @@ class BossuBaseline(Baseline):
                 **headline_metrics(single),
             }
 
-        recorded = {key: value for key, value in config.items()}
+        # Worker processes do not change the result, so they do not make another configuration.
+        recorded = {key: value for key, value in config.items() if key != "workers"}
+        recorded["label_source"] = ",".join(sorted(set(table["label_source"].to_list())))
         return EvalOutcome(
             dataset="virada",
             method=self.name,

@@ -122,8 +122,21 @@ def _clip_correct(outputs: Any, batch: Mapping[str, Any]) -> Any:
     return (outputs.argmax(dim=1) == batch["target"]).float()
 
 
-def _recorded_config(config: Mapping[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    return recorded_config(config, RUNTIME_KEYS, args.weights)
+def _recorded_config(config: Mapping[str, Any], args: argparse.Namespace,
+                     ctx: RunContext) -> dict[str, Any]:
+    """Return the run's configuration: the settings, the weights and where the labels came from.
+
+    Labels made from the rain gauges (``prepare --gauges``) and the shipped label JSON are
+    different ground truths, so they are different configurations on the leaderboard.
+    """
+    from harness.loading import load_dataset
+
+    recorded = recorded_config(config, RUNTIME_KEYS, args.weights)
+    splits = load_dataset(DATASET, split=None, format="polars", columns=["label_source"],
+                          version=args.dataset_version, data_dir=ctx.data_dir)
+    sources = {source for frame in splits.values() for source in frame["label_source"]}
+    recorded["label_source"] = ",".join(sorted(sources))
+    return recorded
 
 
 def write_test_predictions(path: Path, predicted: np.ndarray, log_probabilities: np.ndarray,
@@ -217,7 +230,7 @@ class C3DBaseline(Baseline):
         return EvalOutcome(dataset=DATASET, method=self.name, metrics=_headline(scored),
                            version=manifest.version, split="test",
                            per_item=scored["per_video"], data_kind=manifest.data_kind,
-                           files=files, config=_recorded_config(config, args))
+                           files=files, config=_recorded_config(config, args, ctx))
 
 
 # --- steps -------------------------------------------------------------------------------------

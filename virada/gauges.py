@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.errors import DataFormatError
+from harness.errors import DataFormatError, FieldHarnessError
 from virada.labels import VideoLabels, frame_offset_for
 from virada.names import VideoName
 
@@ -233,22 +233,23 @@ def read_gauge_folder(folder: str | Path) -> tuple[dict[int, Station], list[Gaug
     """Read every station list (``*GaugeInfo*.txt``) and gauge file (other ``*.txt``) in a folder.
 
     Raises:
-        FileNotFoundError: the folder has no station list or no gauge file.
+        FieldHarnessError: the folder does not exist, or has no station list or no gauge file.
         DataFormatError: a file is malformed, or a gauge file names a station that no station
             list has.
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"gauge folder not found: {folder}")
+        raise FieldHarnessError(f"gauge folder {folder} not found; pass --gauges the folder with "
+                                "the station list (*GaugeInfo*.txt) and the gauge files")
     stations: dict[int, Station] = {}
     info_files = sorted(p for p in folder.glob("*.txt") if "GaugeInfo" in p.name)
     for info in info_files:
         stations.update(read_station_list(info))
     record_files = sorted(p for p in folder.glob("*.txt") if "GaugeInfo" not in p.name)
     if not info_files or not record_files:
-        raise FileNotFoundError(
-            f"{folder} needs a station list '*GaugeInfo*.txt' and at least one gauge file "
-            f"'<Name>-DD-Mon-YYYY-DD-Mon-YYYY.txt'; found {len(info_files)} and "
+        raise FieldHarnessError(
+            f"gauge folder {folder} needs a station list '*GaugeInfo*.txt' and at least one "
+            f"gauge file '<Name>-DD-Mon-YYYY-DD-Mon-YYYY.txt'; found {len(info_files)} and "
             f"{len(record_files)}")
     records = [read_gauge_file(p) for p in record_files]
     for record in records:
@@ -304,7 +305,8 @@ def nearest_station(stations: dict[int, Station], position: tuple[float, float],
         f"records for every minute from {start:{TIMESTAMP_FORMAT}} to "
         f"{end:{TIMESTAMP_FORMAT}} (gauge time); candidates: "
         + ("; ".join(reasons) if reasons else "none"),
-        expected="gauge files that cover the videos' period, or another --position")
+        expected="gauge files that cover the videos' period, or another --position (LAT,LON, "
+                 "latitude first)")
 
 
 def labels_for_video(name: VideoName, frame_count: int, fps: float,

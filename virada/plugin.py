@@ -129,8 +129,12 @@ def _position(text: str) -> tuple[float, float]:
     if len(parts) != 2:
         raise FieldHarnessError(f"prepare option position={text!r} is not valid; expected "
                                 f"{expected}")
-    lat = _number("position", parts[0], expected)
-    lon = _number("position", parts[1], expected)
+    try:
+        lat = _number("position", parts[0], expected)
+        lon = _number("position", parts[1], expected)
+    except FieldHarnessError:
+        raise FieldHarnessError(f"prepare option position={text!r} is not valid; expected "
+                                f"{expected}") from None
     if not (-90 <= lat <= 90 and -180 <= lon <= 180):
         raise FieldHarnessError(f"prepare option position={text!r} is out of range; expected "
                                 f"{expected}")

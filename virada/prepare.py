@@ -180,7 +180,7 @@ def _find_label_file(root: Path, label_file: str | None, *, required: bool) -> P
         for candidate in (Path(label_file), root / label_file, labels_dir / label_file):
             if candidate.is_file():
                 return candidate.resolve()
-        raise FileNotFoundError(f"label JSON {label_file!r} not found as a path, under {root} "
+        raise FieldHarnessError(f"--label-file {label_file!r} not found as a path, under {root} "
                                 f"or in {labels_dir}")
     found = sorted(labels_dir.glob("*.json")) if labels_dir.is_dir() else []
     if len(found) > 1:

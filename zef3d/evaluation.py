@@ -512,11 +512,14 @@ class Zef3DEvaluator(Evaluator):
                                                     "dataset's default version)")
 
     def method_name(self, args: argparse.Namespace) -> str:
-        """Return ``--method``, else the tracks folder's name or the file's stem."""
+        """Return ``--method``, else the tracks folder's name (a file's own folder for a file).
+
+        A single file is named after its sequence, which says nothing about the tracker.
+        """
         if getattr(args, "method", None):
             return args.method
-        path = Path(args.tracks).expanduser()
-        return path.name if path.is_dir() else path.stem
+        path = Path(args.tracks).expanduser().resolve()
+        return path.name if path.is_dir() else path.parent.name
 
     def evaluate(self, args: argparse.Namespace, ctx: RunContext) -> EvalOutcome:
         """Score ``args.tracks`` and write the results CSV and summary into ``ctx.output_dir``.
@@ -566,8 +569,11 @@ class Zef3DEvaluator(Evaluator):
             gt = (points.filter(pl.col("sequence") == name)
                   .select(["frame", "id", *view_columns])
                   .rename(dict(zip(view_columns, coordinates, strict=True))))
-            raw[name] = _evaluate_tables(gt, tracks, coordinates, threshold, args.semantics,
-                                         name)
+            try:
+                raw[name] = _evaluate_tables(gt, tracks, coordinates, threshold,
+                                             args.semantics, name)
+            except EvaluationError as error:
+                raise EvaluationError(f"{path}: {error}") from None
         combined = combine_metrics(list(raw.values()))
 
         output_dir = Path(ctx.output_dir)
@@ -638,7 +644,8 @@ def _tracks_files(path: Path, known: list[str], requested: list[str] | None) -> 
     for name in selected:
         if name not in found:
             raise EvaluationError(f"tracks file for sequence {name} not found: expected "
-                                  f"{path / (name + '.txt')}")
+                                  f"{path / (name + '.txt')}; pass --sequences to score only "
+                                  "the sequences you have")
     others = sorted(name for name in found if name not in selected)
     if others and not requested:
         test_sequences = [name for name in others if re.fullmatch(r"ZebraFish-\d+", name)]

@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("sample", help="write a small synthetic copy of a dataset in its "
                             "official layout")
-    p.add_argument("name")
+    p.add_argument("name", help="dataset name, e.g. zef3d ('python -m harness list' lists them)")
     p.add_argument("--output", type=Path, required=True, metavar="DIR",
                    help="folder to write the sample into")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")

@@ -10,8 +10,8 @@ def _drop_working_directory() -> None:
 
     ``python -m`` puts the working directory first on ``sys.path``. A data folder there named
     like a package (``zef3d/``, ``virada/`` from ``sample --output``) is then imported as an
-    empty namespace package in place of an editable install. When fieldharness itself was
-    imported from elsewhere, the working directory holds no code of ours and is dropped.
+    empty namespace package in place of an editable install. When fieldharness itself comes
+    from another folder, none of its code is in the working directory, which is then dropped.
     """
     cwd = Path.cwd().resolve()
     if Path(__file__).resolve().parent.parent == cwd:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import logging
 import math
 import shutil
 from pathlib import Path
@@ -297,6 +298,15 @@ def test_eval_method_name_of_a_single_file_is_its_folder(prepared):
     assert evaluator.method_name(args) == "mytracker"
     args.method = "given"
     assert evaluator.method_name(args) == "given"
+
+
+def test_eval_view_warns_about_3d_tracks(prepared, tmp_path, caplog):
+    train, home = prepared
+    tracks = write_tracks(train, tmp_path / "3d")
+    with caplog.at_level(logging.WARNING, logger="zef3d.evaluation"):
+        run_eval(["--tracks", str(tracks / "ZebraFish-02.txt"), "--view", "front"], home,
+                 tmp_path / "run")
+    assert "is scored with --view 3d" in caplog.text
 
 
 def test_eval_view_boxes(prepared, tmp_path):

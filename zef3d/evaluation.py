@@ -420,9 +420,14 @@ def read_boxes2d(path: Path) -> pl.DataFrame:
 
 
 def _read_rows(path: Path, names: tuple[str, ...]) -> pl.DataFrame:
-    rows = [(int(values[0]), int(values[1]), *values[2:])
-            for _, _, values in parse_track_rows(path.read_text(encoding="utf-8-sig"), path,
-                                                 names)]
+    parsed = parse_track_rows(path.read_text(encoding="utf-8-sig"), path, names)
+    widest = max((len(fields) for _, fields, _ in parsed), default=0)
+    if names == ("frame", "id", "x", "y") and widest >= 5:
+        # Scoring 3D positions in cm as pixels gives numbers without meaning, and no error.
+        logger.warning("%s has %d columns; a view's tracks are frame, id, x, y in pixels and the "
+                       "later columns are ignored. A 3D submission (frame, id, x, y, z in cm) "
+                       "is scored with --view 3d", path, widest)
+    rows = [(int(values[0]), int(values[1]), *values[2:]) for _, _, values in parsed]
     schema = {name: pl.Int64 if name in ("frame", "id") else pl.Float64 for name in names}
     return pl.DataFrame(rows, schema=schema, orient="row")
 

@@ -49,6 +49,7 @@ __all__ = [
     "MOT17MotcomBaseline",
     "MOT20MotcomBaseline",
     "VcomOptions",
+    "VcomRunner",
     "complexity_of_folder",
     "complexity_of_prepared",
     "motcom_beside_scores",
@@ -78,7 +79,7 @@ class VcomOptions:
     progress: bool = True
 
 
-class _VcomRunner:
+class VcomRunner:
     """Computes VCOM sequence by sequence and stops trying once weights or torch are missing."""
 
     def __init__(self, options: VcomOptions):
@@ -308,7 +309,7 @@ def complexity_of_folder(
                 raise UnknownNameError(f"sequence under {root}", name, by_name)
         chosen = [by_name[name] for name in sequences]
 
-    runner = _VcomRunner(vcom or VcomOptions(enabled=False))
+    runner = VcomRunner(vcom or VcomOptions(enabled=False))
     results = {}
     for sequence in tqdm(chosen, desc="MOTCOM", unit="sequence", disable=len(chosen) < 2):
         if sequence.seqinfo is None:
@@ -392,7 +393,7 @@ def _complexity_of_prepared(
     boxes = load_dataset(dataset, split="train", config="boxes", format="polars",
                          version=version, data_dir=data_dir)
 
-    runner = _VcomRunner(vcom)
+    runner = VcomRunner(vcom)
     frames = _prepared_frames(dataset, version, data_dir) if vcom.enabled else None
     if frames is None and vcom.enabled:
         runner.disable(f"the prepared {dataset} copy has no frames table, because the source "

@@ -161,3 +161,21 @@ def test_eval_writes_complexity(prepared, tmp_path):
     assert outcome.metrics["MOTA"] == 100.0
     written = pl.read_csv(tmp_path / "run" / "zef3d_complexity.csv")
     assert written.height == 4
+
+
+@pytest.mark.slow
+def test_complexity_vcom_of_the_views(prepared):
+    from motcom.motcom_run import VcomOptions
+
+    _, home = prepared
+    without = complexity_of_prepared(["ZebraFish-01"], data_dir=home)
+    assert without["vcom"].is_nan().all() and without["motcom"].is_nan().all()
+
+    # A seeded random ResNet-18: no weights file is needed, and VCOM is computed on the frames.
+    table = complexity_of_prepared(["ZebraFish-01"], data_dir=home,
+                                   vcom=VcomOptions(weights="random:0", progress=False))
+    assert table["view"].to_list() == ["top", "front"]
+    for row in table.iter_rows(named=True):
+        assert 0.0 <= row["vcom"] <= 1.0
+        assert row["motcom"] == pytest.approx((row["ocom"] + row["mcom"] + row["vcom"]) / 3)
+    assert table["ocom"].to_list() == without["ocom"].to_list()

@@ -25,27 +25,30 @@ occluded fish are left out of the overlap (the official code skips them too but 
 following frames under the wrong run), and boxes are not clipped to a 2704 x 1520 image.
 
 MOTCOM per view goes through :mod:`motcom.complexity` on the view's boxes as a MOTChallenge
-table: OCOM in box-overlap mode (the flags of 3D-ZeF are not visibilities) and MCOM. VCOM needs
-frames and weights and is left out, so ``motcom`` here is the mean of OCOM and MCOM.
+table: OCOM in box-overlap mode (the flags of 3D-ZeF are not visibilities) and MCOM, and VCOM on
+the view's frames when ResNet-18 weights are given; ``motcom`` is then the mean of the three.
+``motcom_ocom_mcom``, the mean of OCOM and MCOM, needs no frames or weights.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from harness.errors import DataFormatError, UnknownNameError
+from motcom.motcom_run import VcomOptions, VcomRunner
+from zef3d.io import frame_paths
 
 VIEWS = ("top", "front")
 
 COMPLEXITY_COLUMNS: tuple[str, ...] = (
     "sequence", "view", "fish", "frames", "occlusion_count", "mean_occlusion_length",
     "mean_frames_between_occlusions", "occlusion_box_overlap", "ocom", "mcom",
-    "motcom_ocom_mcom",
+    "motcom_ocom_mcom", "vcom", "motcom",
 )
 """Columns of the table of :func:`complexity_table`, one row per sequence and view."""
 
@@ -184,6 +187,8 @@ def view_complexity(
     image_width: int,
     image_height: int,
     seq_length: int,
+    vcom: Callable[..., float | None] | None = None,
+    frame_paths: Mapping[int, Path] | None = None,
 ) -> dict[str, float | int | str]:
     """Return the row of :data:`COMPLEXITY_COLUMNS` of one sequence and view.
 
@@ -195,6 +200,9 @@ def view_complexity(
         image_width: width of the view's frames in pixels.
         image_height: height of the view's frames in pixels.
         seq_length: number of frames of the sequence.
+        vcom: a :class:`motcom.motcom_run.VcomRunner`, which computes VCOM from the view's
+            boxes and frames; without it, ``vcom`` and ``motcom`` are NaN.
+        frame_paths: the view's frame image of each frame number, for ``vcom``.
 
     Raises:
         UnknownNameError: ``view`` is not top or front.
@@ -228,10 +236,14 @@ def view_complexity(
                            visibility=1.0 - occlusion.astype(np.float64))
     info = SequenceInfo(name=f"{sequence}-{view}", seq_length=int(seq_length),
                         im_width=int(image_width), im_height=int(image_height))
-    result = compute_complexity(motcom_ground_truth(boxes_gt, info), occlusion="boxes")
+    prepared = motcom_ground_truth(boxes_gt, info)
+    value = vcom(prepared, frame_paths) if vcom is not None else None
+    result = compute_complexity(prepared, occlusion="boxes", vcom=value)
     row["ocom"] = float(result.ocom)
     row["mcom"] = float(result.mcom)
     row["motcom_ocom_mcom"] = float(result.ocom_mcom_mean)
+    row["vcom"] = math.nan if result.vcom is None else float(result.vcom)
+    row["motcom"] = math.nan if result.motcom is None else float(result.motcom)
     return row
 
 
@@ -270,6 +282,7 @@ def complexity_of_prepared(
     split: str = "train",
     version: str | None = None,
     data_dir: Path | None = None,
+    vcom: VcomOptions | None = None,
 ) -> pl.DataFrame:
     """Compute :func:`complexity_table` from the prepared ``top``, ``front`` and ``sequences``.
 
@@ -278,6 +291,9 @@ def complexity_of_prepared(
         split: prepared split.
         version: prepared version (default: the dataset's default).
         data_dir: data home (default: ``FIELDHARNESS_HOME``).
+        vcom: VCOM settings (:class:`motcom.motcom_run.VcomOptions`: weights, device, cache);
+            VCOM of each view is computed on its frames when given, and MOTCOM is then the mean
+            of OCOM, MCOM and VCOM. Without it, ``vcom`` and ``motcom`` are NaN.
 
     Raises:
         harness.errors.NotPreparedError: zef3d is not prepared.
@@ -295,11 +311,17 @@ def complexity_of_prepared(
             raise UnknownNameError("sequence", name, known)
     views = {view: pl.from_arrow(read_prepared_table("zef3d", view, split, version=version,
                                                      data_dir=data_dir)) for view in VIEWS}
+    runner = VcomRunner(vcom) if vcom is not None else None
     rows = []
     for row in info.filter(pl.col("sequence").is_in(selected)).sort("sequence").iter_rows(
             named=True):
         name = row["sequence"]
         for view, table in views.items():
+            frames = None
+            if runner is not None:
+                paths = frame_paths(Path(row[f"{view}_dir"]).parent, view,
+                                    seq_length=row["seq_length"])
+                frames = {number: path for number, path in enumerate(paths, start=1)}
             # The prepared view tables keep gt.txt's row order; visibility 0 marks occlusion.
             gt = (table.filter(pl.col("sequence") == name)
                   .select(["frame", "id", "left", "top", "width", "height", "visibility"])
@@ -311,7 +333,8 @@ def complexity_of_prepared(
             rows.append(view_complexity(gt, view, sequence=name,
                                         image_width=row[f"{view}_width"],
                                         image_height=row[f"{view}_height"],
-                                        seq_length=row["seq_length"]))
+                                        seq_length=row["seq_length"], vcom=runner,
+                                        frame_paths=frames))
     return _table(rows)
 
 

@@ -509,6 +509,11 @@ class Zef3DEvaluator(Evaluator):
         parser.add_argument("--complexity", action="store_true",
                             help="also write the per-view complexity of the evaluated "
                                  "sequences (zef3d_complexity.csv)")
+        parser.add_argument("--vcom-weights", default=None, metavar="PATH",
+                            help="with --complexity: ImageNet ResNet-18 weights file "
+                                 "(torchvision's resnet18-f37072fd.pth) for VCOM of the views, "
+                                 "or random:SEED for a seeded random network; without it VCOM "
+                                 "and MOTCOM stay empty")
         parser.add_argument("--method", default=None, metavar="NAME",
                             help="name of the tracker in the run record (default: the tracks "
                                  "folder's or file's name)")
@@ -596,8 +601,15 @@ class Zef3DEvaluator(Evaluator):
         if getattr(args, "complexity", False):
             from zef3d.complexity import complexity_of_prepared, write_complexity
 
+            vcom = None
+            if getattr(args, "vcom_weights", None):
+                from motcom.motcom_run import VcomOptions
+
+                vcom = VcomOptions(weights=args.vcom_weights,
+                                   cache_dir=output_dir / "vcom_cache")
             table = complexity_of_prepared(sorted(raw), split=args.split,
-                                           version=manifest.version, data_dir=ctx.data_dir)
+                                           version=manifest.version, data_dir=ctx.data_dir,
+                                           vcom=vcom)
             written.append(write_complexity(table, output_dir / "zef3d_complexity.csv"))
         return EvalOutcome(
             dataset="zef3d",

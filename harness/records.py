@@ -197,5 +197,19 @@ def hardware_info() -> dict[str, Any]:
 
 
 def find_records(root: Path) -> list[Path]:
-    """Return every ``record.json`` below ``root``, sorted by path."""
-    return sorted(Path(root).rglob(RECORD_FILE))
+    """Return every ``record.json`` below ``root``, sorted by path.
+
+    Linked run folders are followed (a runs folder that gathers links to runs kept elsewhere),
+    each real folder once, so a link cycle ends.
+    """
+    found: list[Path] = []
+    seen: set[str] = set()
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            subfolders.clear()
+            continue
+        seen.add(real)
+        if RECORD_FILE in files:
+            found.append(Path(folder) / RECORD_FILE)
+    return sorted(found)

@@ -201,3 +201,13 @@ def test_leaderboard_group_with_a_nan_metric(tmp_path):
     assert "| nan |" in table
     assert "60.000 ± 0.000" in table
     assert written["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_find_records_follows_linked_run_folders(tmp_path):
+    kept = tmp_path / "kept"
+    _write_run(kept, "r1")
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "linked").symlink_to(kept / "r1", target_is_directory=True)
+    (runs / "loop").symlink_to(runs, target_is_directory=True)
+    assert find_records(runs) == [runs / "linked" / RECORD_FILE]

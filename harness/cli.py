@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("download", help="download a dataset's public files and check "
                             "their checksums")
-    p.add_argument("name")
+    p.add_argument("name", help="dataset name, e.g. mot17 ('python -m harness list' lists them)")
     p.add_argument("--file", action="append", dest="files", metavar="NAME",
                    help="download only this file of the version (repeatable)")
     _add_version(p)
@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("prepare", help="read an official download in place and write the "
                             "versioned Parquet copy")
-    p.add_argument("name")
+    p.add_argument("name", help="dataset name, e.g. mot17 ('python -m harness list' lists them)")
     p.add_argument("--source", type=Path, required=True, metavar="DIR",
                    help="folder at or above the dataset's split folders")
     p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("verify", help="re-check a prepared copy against its manifest and "
                             "its source files")
-    p.add_argument("name")
+    p.add_argument("name", help="dataset name, e.g. mot17 ('python -m harness list' lists them)")
     p.add_argument("--no-sources", action="store_true",
                    help="check only the prepared tables, not the source files")
     _add_version(p)
@@ -179,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("publish", help="write a Hub-ready copy of a prepared dataset and "
                             "upload it to the Hugging Face Hub")
-    p.add_argument("name")
+    p.add_argument("name", help="dataset name, e.g. mot17 ('python -m harness list' lists them)")
     p.add_argument("--repo", default=None, metavar="ORG/NAME",
                    help="Hub dataset repository (required unless --folder-only is given)")
     p.add_argument("--public", action="store_true",

@@ -239,6 +239,37 @@ def publish_dataset(
     return url
 
 
+def _snapshot(name: str, revision: str | None) -> Path:
+    """Return the local folder of the Hub snapshot of ``name`` (downloaded unless cached)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    repo_id = hub_repo_id(name)
+    try:
+        return Path(snapshot_download(repo_id, repo_type="dataset", revision=revision))
+    except HFValidationError as err:
+        raise FieldHarnessError(
+            f"{name!r} is neither a Hub repo id (ORG/NAME) nor a folder written by publish "
+            f"({err})"
+        ) from None
+    except LocalEntryNotFoundError as err:
+        raise NotPreparedError(
+            f"Hub dataset {repo_id} (revision {revision or 'main'}) is not in the Hugging Face "
+            f"cache and could not be downloaded ({err.__class__.__name__}); connect to the "
+            f"network with HF_HUB_OFFLINE unset, or load the local copy with source='local'"
+        ) from err
+    except (RepositoryNotFoundError, RevisionNotFoundError) as err:
+        raise NotPreparedError(
+            f"Hub dataset {repo_id} (revision {revision or 'main'}) not found; check the repo id "
+            f"and revision ({err.__class__.__name__})"
+        ) from err
+
+
 def load_from_hub(
     name: str,
     split: str | None = None,
@@ -261,27 +292,12 @@ def load_from_hub(
         UnknownNameError: the config, split or a column is not in the repo.
         FieldHarnessError: the cached snapshot lacks the files of a requested split.
     """
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    repo_id = hub_repo_id(name)
-    try:
-        snapshot = Path(snapshot_download(repo_id, repo_type="dataset", revision=revision))
-    except LocalEntryNotFoundError as err:
-        raise NotPreparedError(
-            f"Hub dataset {repo_id} (revision {revision or 'main'}) is not in the Hugging Face "
-            f"cache and could not be downloaded ({err.__class__.__name__}); connect to the "
-            f"network with HF_HUB_OFFLINE unset, or load the local copy with source='local'"
-        ) from err
-    except (RepositoryNotFoundError, RevisionNotFoundError) as err:
-        raise NotPreparedError(
-            f"Hub dataset {repo_id} (revision {revision or 'main'}) not found; check the repo id "
-            f"and revision ({err.__class__.__name__})"
-        ) from err
+    local = Path(name).expanduser()
+    if (local / MANIFEST_IN_REPO).is_file():
+        # A folder written by 'publish --folder-only', or a copy of a published repo.
+        repo_id, snapshot = str(local), local
+    else:
+        repo_id, snapshot = hub_repo_id(name), _snapshot(name, revision)
 
     config_name, split_files = _snapshot_layout(snapshot, config)
     requested = list(split_files) if split is None else [p.strip() for p in split.split("+")]

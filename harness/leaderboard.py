@@ -116,12 +116,13 @@ def to_csv(board: Leaderboard) -> str:
     return buffer.getvalue()
 
 
-def _format(values: list[float]) -> str:
+def _format(values: list[float], *, counts: bool = False) -> str:
+    """Format one cell: a count of a ``counts`` column as an integer, else 3 decimals."""
     if any(math.isnan(value) for value in values):
         return "nan"  # undefined for a run, e.g. MOTP without matches
     mean = statistics.fmean(values)
     if len(values) == 1:
-        return f"{mean:.0f}" if mean.is_integer() else f"{mean:.3f}"
+        return f"{mean:.0f}" if counts else f"{mean:.3f}"
     return f"{mean:.3f} ± {statistics.stdev(values):.3f}"
 
 
@@ -164,8 +165,8 @@ def _describe_items(settings: dict, prefix: str) -> list[str]:
         elif isinstance(value, dict):
             parts.extend(_describe_items(value, prefix=f"{name}."))
         elif isinstance(value, list):
-            numbers = all(isinstance(item, int | float) for item in value)
-            if numbers and len(value) <= SHORT_LIST:
+            plain = all(isinstance(item, int | float | str) for item in value)
+            if plain and len(value) <= SHORT_LIST:
                 parts.append(f"{name}=[{', '.join(str(item) for item in value)}]")
             else:
                 parts.append(f"{name}: {len(value)}")
@@ -197,7 +198,12 @@ def to_markdown(board: Leaderboard) -> str:
         header = ["version", "split", "method", "settings", "runs", *metrics]
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "---|" * len(header))
-        for key in sorted(k for k in board.groups if k[0] == dataset):
+        keys = sorted(k for k in board.groups if k[0] == dataset)
+        # A column shows integers only when every value in it is one (IDSW, TP), so that a
+        # ratio that happens to be 1 still reads 1.000 beside 0.936.
+        counts = {m: all(float(v).is_integer() for k in keys for v in board.groups[k].get(m, []))
+                  for m in metrics}
+        for key in keys:
             _, version, split, method, config, data_kind = key
             group = board.groups[key]
             runs = max((len(v) for v in group.values()), default=0)
@@ -205,7 +211,8 @@ def to_markdown(board: Leaderboard) -> str:
             if data_kind != "real":
                 settings = f"{settings} ({data_kind} data)".strip()
             cells = [version, split, method, settings, str(runs)]
-            cells += [_format(group[m]) if m in group else "" for m in metrics]
+            cells += [_format(group[m], counts=counts[m]) if m in group else ""
+                      for m in metrics]
             lines.append("| " + " | ".join(cells) + " |")
         by_method: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
         sources: dict[tuple[str, str], str] = {}
@@ -315,7 +322,11 @@ def plot(board: Leaderboard, path: Path) -> Path | None:
                              figsize=(11, 2.0 + 1.0 * len(datasets) + 0.3 * bars))
     for ax, dataset in zip(axes[:, 0], datasets, strict=True):
         labels, means, errors, colors, metric = _bars(board, dataset, distinct)
-        ax.barh(labels, means, xerr=errors, color=colors)
+        # Positions, not the labels, place the bars: two configurations whose labels read the
+        # same must not be drawn on one spot.
+        positions = list(range(len(labels)))
+        ax.barh(positions, means, xerr=errors, color=colors)
+        ax.set_yticks(positions, labels)
         ax.set_xlabel(metric)
         ax.set_title(dataset)
         finite = [m for m in means if math.isfinite(m)]

@@ -251,6 +251,17 @@ def test_load_hub_polars(tmp_path: Path) -> None:
     assert isinstance(lazy, pl.LazyFrame)
 
 
+def test_load_published_folder(tmp_path: Path) -> None:
+    source = prepare_toy(tmp_path)
+    out = build_hub_folder(NAME, tmp_path / "repo")
+    shutil.rmtree(source)
+    frame = load_dataset(str(out), split="train", format="polars", source="hub", columns=["id"])
+    assert frame["id"].to_list() == [0, 1, 2, 3]
+    with pytest.raises(FieldHarnessError, match=r"is neither a Hub repo id \(ORG/NAME\) nor a "
+                                                r"folder written by publish"):
+        load_dataset(str(tmp_path / "elsewhere" / "folder"), source="hub")
+
+
 def test_load_hub_pinned_revision(tmp_path: Path) -> None:
     prepare_toy(tmp_path)
     _cache_snapshot("fieldharness/toy", ref="v1.1")

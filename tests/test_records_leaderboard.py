@@ -106,7 +106,7 @@ def test_describe_settings_is_short():
     config = json.dumps({"benchmark": "MOT17", "sequences": ["a", "b", "c"], "subset": True,
                          "seq_length": None, "threshold": 0.5})
     assert leaderboard.describe_settings(config) == (
-        "benchmark=MOT17, sequences: 3, subset, threshold=0.5")
+        "benchmark=MOT17, sequences=[a, b, c], subset, threshold=0.5")
     assert leaderboard.describe_settings("{}") == ""
 
 
@@ -211,3 +211,23 @@ def test_find_records_follows_linked_run_folders(tmp_path):
     (runs / "linked").symlink_to(kept / "r1", target_is_directory=True)
     (runs / "loop").symlink_to(runs, target_is_directory=True)
     assert find_records(runs) == [runs / "linked" / RECORD_FILE]
+
+
+def test_markdown_formats_each_column_alike(tmp_path):
+    runs = tmp_path / "runs"
+    _write_run(runs, "r1", mota=76.0, config={"threshold": 0.5})
+    _write_run(runs, "r2", mota=76.667, config={"threshold": 0.3})
+    table = leaderboard.write(runs, tmp_path / "board.csv")["markdown"].read_text()
+    assert "| 76.000 |" in table and "| 76.667 |" in table
+    assert "| 60 |" in table  # IDF1 is 60 in both runs: a column of whole numbers
+
+
+def test_plot_draws_bars_whose_labels_are_the_same(tmp_path):
+    board = leaderboard.Leaderboard(groups={}, published=[])
+    for mota in (76.0, 56.0):
+        key = ("toyset", "v1", "train", "tracker", json.dumps({"n": mota}), "real")
+        board.groups[key] = {"MOTA": [mota]}
+    labels, means, *_ = leaderboard._bars(board, "toyset", {key: "" for key in board.groups})
+    assert labels[0] == labels[1] and sorted(means) == [56.0, 76.0]
+    path = leaderboard.plot(board, tmp_path / "board.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -346,6 +346,16 @@ def test_prepare_gauges_regenerates_labels(sample_root: Path) -> None:
             assert row["frame_offset"] == entry.frame_offset
 
 
+def test_prepare_gauges_in_millimetres_compared_as_rain(sample_root: Path) -> None:
+    manifest = prepare_dataset("virada", sample_root, progress=False,
+                               options={"gauges": str(sample_root / "gauges"),
+                                        "label_kind": "mm"})
+    assert (f"gauge labels equal those of {SAMPLE_LABEL_FILE} for 9 of 9 videos (millimetres "
+            "and binary labels compared as rain or no rain)") in manifest.notes
+    minutes = load_dataset("virada", split="train", config="minutes", format="polars")
+    assert sorted(set(minutes["label"].to_list())) == [0.0, 0.2]  # millimetres, not 0/1
+
+
 def test_prepare_gauges_far_position(sample_root: Path) -> None:
     # From 56.0 N no sample station is closer than 10 km.
     with pytest.raises(DataFormatError, match=r"no rain gauge closer than 10 km"):

@@ -145,6 +145,13 @@ def test_unknown_pipeline_setting_is_error(sample_home: Path, tmp_path: Path, ca
     assert "front_ghost_threshold" in error
 
 
+def test_negative_max_frames_is_error(sample_home: Path, tmp_path: Path, capsys):
+    status = main(["-q", "run", "zef3d", "naive", "--set", "max_frames=-3",
+                   "--output", str(tmp_path / "run"), "--data-dir", str(sample_home)])
+    assert status != 0
+    assert "invalid max_frames -3; expected 0 (every frame)" in capsys.readouterr().err
+
+
 def test_frcnn_trains_and_tracks_on_sample(sample_home: Path, tmp_path: Path):
     pytest.importorskip("torchvision")
     output = tmp_path / "run"

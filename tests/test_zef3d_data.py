@@ -95,8 +95,8 @@ def test_read_gt_non_numeric_field(tmp_path):
 @pytest.mark.parametrize(
     ("replace", "field", "expected"),
     [
-        (("1,1,19.61", "0,1,19.61"), "frame", "an integer >= 1"),
-        (("1,1,19.61", "1,1.5,19.61"), "id", "an integer >= 1"),
+        (("1,1,19.61", "0,1,19.61"), "frame", "an integer from 1 to"),
+        (("1,1,19.61", "1,1.5,19.61"), "id", "an integer from 1 to"),
         ((",85,0", ",85,2"), "camF_occlusion", "0 or 1"),
         (("7.93", "nan"), "3d_z", "a finite decimal number"),
     ],
@@ -173,6 +173,9 @@ def test_read_tracks_empty_and_nan(tmp_path):
         ("1,1,2.0,x,3.0", "value is not a number"),
         ("1,-1,2.0,3.0,4.0", "value is not a positive integer"),
         ("1,1,inf,3.0,4.0", "value is infinite"),
+        # Beyond 2**53 an id has no exact float64 value; 2**64 - 1 is read as uint64 by pyarrow.
+        ("1,9007199254740993,2.0,3.0,4.0", r"positive integer .*an integer from 1 to"),
+        ("1,18446744073709551615,2.0,3.0,4.0", r"positive integer .*an integer from 1 to"),
     ],
 )
 def test_read_tracks_invalid(tmp_path, line, message):
@@ -432,6 +435,27 @@ def test_prepare_sequences_table(sample, plugin_registered):
     settings = json.loads(train["settings"][1])
     assert settings["DEFAULT"]["n_fish"] == "3"
     assert settings["Aquarium"] == {"aquarium_width": "29.0", "aquarium_depth": "29.0"}
+
+
+def test_frames_config_and_verify_find_a_deleted_frame(sample, plugin_registered, tmp_path):
+    from harness import load_dataset
+    from harness.prepare import verify_dataset
+
+    source = tmp_path / "source"
+    shutil.copytree(sample, source)
+    prepare_dataset("zef3d", source, progress=False)
+    frames = load_dataset("zef3d", split="train", config="frames", format="polars")
+    assert frames.height == 2 * 2 * FRAMES  # two sequences, two views
+    first = frames.filter((pl.col("sequence") == "ZebraFish-01") & (pl.col("view") == "top"))
+    assert first["frame"].to_list() == list(range(1, FRAMES + 1))
+    assert Path(first["image"][0]).name == "000001.jpg"
+    image = load_dataset("zef3d", split="train", config="frames")[0]["image"]
+    assert image.size == IMAGE_SIZE
+
+    assert verify_dataset("zef3d", progress=False).problems == []
+    (source / "3DZeF20" / "train" / "ZebraFish-01" / "imgT" / "000030.jpg").unlink()
+    problems = verify_dataset("zef3d", progress=False).problems
+    assert any("000030.jpg" in problem for problem in problems), problems
 
 
 def view_as_mot(table: pl.DataFrame, sequence: str):

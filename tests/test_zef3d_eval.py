@@ -152,13 +152,15 @@ def test_perfect_tracks_records():
     assert values["GT"] == 40
 
 
-def test_nonpositive_tracker_rows_dropped():
+def test_nonpositive_tracker_rows_dropped(caplog):
     gt = gt_table(5)
     tracks = pl.concat([gt, pl.DataFrame([(3, 99, -1.0, -1.0, -1.0)], schema=gt.schema,
                                          orient="row")])
-    values = evaluate_tracks3d(gt, tracks)
+    with caplog.at_level(logging.WARNING, logger="zef3d.evaluation"):
+        values = evaluate_tracks3d(gt, tracks, name="ZebraFish-01")
     assert values["FP"] == 0
     assert values["Dets"] == 10
+    assert "ZebraFish-01: 1 tracker row(s) with a coordinate <= 0 left out" in caplog.text
 
 
 def test_threshold_is_inclusive_2d():
@@ -309,6 +311,17 @@ def test_eval_view_warns_about_3d_tracks(prepared, tmp_path, caplog):
     assert "is scored with --view 3d" in caplog.text
 
 
+def test_eval_warns_about_frames_after_the_sequence(prepared, tmp_path, caplog):
+    train, home = prepared
+    tracks = write_tracks(train, tmp_path / "late")
+    path = tracks / "ZebraFish-01.txt"
+    path.write_text(path.read_text() + "100000,1,1.0,1.0,1.0\n")
+    with caplog.at_level(logging.WARNING, logger="zef3d.evaluation"):
+        outcome = run_eval(["--tracks", str(path)], home, tmp_path / "run")
+    assert "has 1 row(s) after the last frame 30 of ZebraFish-01" in caplog.text
+    assert outcome.metrics["FP"] == 1
+
+
 def test_eval_view_boxes(prepared, tmp_path):
     train, home = prepared
     folder = tmp_path / "boxes"
@@ -367,8 +380,12 @@ def test_eval_test_sequence_file_ignored(prepared, tmp_path, caplog):
 def test_eval_unknown_sequence_option(prepared, tmp_path):
     train, home = prepared
     tracks = write_tracks(train, tmp_path / "t")
-    with pytest.raises(EvaluationError, match="unknown sequence 'ZebraFish-09' in --sequences"):
+    with pytest.raises(EvaluationError, match="sequence 'ZebraFish-09' in --sequences has no "
+                                              "ground truth here; expected one of"):
         run_eval(["--tracks", str(tracks), "--sequences", "ZebraFish-09"], home,
+                 tmp_path / "run")
+    with pytest.raises(EvaluationError, match="are test sequences, whose ground truth is not"):
+        run_eval(["--tracks", str(tracks), "--sequences", "ZebraFish-05"], home,
                  tmp_path / "run")
 
 

@@ -2,7 +2,7 @@
 
 The definitions follow the official evaluation scripts of the VIRADA paper (``Analysis/metrics.py``,
 ``evaluateBossu.py`` and ``evaluate3DCNN.py`` in the authors' ``aau-virada`` repository, commit
-``a4557f1``):
+``51bd90a``):
 
 * A per-frame prediction is the detector's binary output (any non-zero value counts as rain).
 * A per-minute score is the mean of the frame (or clip) predictions whose frame falls in that

@@ -223,25 +223,37 @@ def _label_from_gauges(videos: list[_Video], settings: PrepareSettings,
 def _compare(videos: list[_Video], shipped: dict[str, VideoLabels], label_path: Path) -> str:
     differ = []
     missing = []
+    as_rain = False
     for video in videos:
         entry = shipped.get(video.path.name)
         if entry is None:
             missing.append(video.path.name)
             continue
         generated = video.labels
+        shipped_values, generated_values = entry.labels, generated.labels
+        if _is_binary(shipped_values) != _is_binary(generated_values):
+            # Millimetres against binary labels: compare rain (> 0 mm) and no rain.
+            as_rain = True
+            shipped_values, generated_values = shipped_values > 0, generated_values > 0
         same = (not entry.per_file and len(entry.labels) == len(generated.labels)
-                and np.array_equal(entry.labels, generated.labels)
+                and np.array_equal(shipped_values, generated_values)
                 and (entry.frame_offset or 0) == (generated.frame_offset or 0)
                 and (not entry.timestamps or entry.timestamps == generated.timestamps))
         if not same:
             differ.append(video.path.name)
     text = (f"gauge labels equal those of {label_path.name} for "
             f"{len(videos) - len(differ) - len(missing)} of {len(videos)} videos")
+    if as_rain:
+        text += " (millimetres and binary labels compared as rain or no rain)"
     if differ:
         text += "; they differ for " + ", ".join(differ)
     if missing:
         text += f"; {label_path.name} has no entry for " + ", ".join(missing)
     return text
+
+
+def _is_binary(labels: np.ndarray) -> bool:
+    return bool(np.isin(labels, (0.0, 1.0)).all())
 
 
 def _minute_rows(video: _Video) -> list[dict[str, object]]:

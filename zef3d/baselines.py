@@ -194,6 +194,9 @@ class _Zef3DBaseline(Baseline):
 
         manifest = _manifest(args, ctx)
         config = self._config(args, manifest.data_kind)
+        if int(config.get("max_frames", 0)) < 0:
+            raise FieldHarnessError(f"invalid max_frames {config['max_frames']}; expected 0 "
+                                    "(every frame) or a number of frames to track")
         sequences = _load_sequences(args, ctx, args.split, self.settings_overrides(config))
         if not sequences:
             raise FieldHarnessError(f"the prepared {args.split} split has no sequences")

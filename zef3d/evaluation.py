@@ -112,11 +112,16 @@ def record_values(res: Mapping[str, Any]) -> dict[str, float]:
 
 
 def _valid_rows(
-    frame: np.ndarray, ids: np.ndarray, points: np.ndarray, *, tracker: bool
+    frame: np.ndarray, ids: np.ndarray, points: np.ndarray, *, tracker: bool,
+    name: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Drop rows as the 3D-ZeF code does, then sort by frame keeping the row order in a frame."""
     if tracker:
         keep = np.all(points > 0, axis=1)
+        dropped = int(keep.size - np.count_nonzero(keep))
+        if dropped:
+            logger.warning("%s: %d tracker row(s) with a coordinate <= 0 left out, as the 3D-ZeF "
+                           "evaluation does", name or "tracks", dropped)
     else:
         keep = ~np.any(np.isnan(points), axis=1)
     frame, ids, points = frame[keep], ids[keep], points[keep]
@@ -173,7 +178,7 @@ def evaluate_points(
         np.asarray(gt_points, np.float64), tracker=False)
     tracker_frame, tracker_id, tracker_points = _valid_rows(
         np.asarray(tracker_frame, np.int64), np.asarray(tracker_id, np.int64),
-        np.asarray(tracker_points, np.float64), tracker=True)
+        np.asarray(tracker_points, np.float64), tracker=True, name=name)
     where = f"sequence {name}" if name else ""
     check_unique_ids("ground-truth", gt_frame, gt_id, where)
     check_unique_ids("tracker", tracker_frame, tracker_id, where)
@@ -560,6 +565,9 @@ class Zef3DEvaluator(Evaluator):
                                                    data_dir=ctx.data_dir, columns=columns))
         known = sorted(points["sequence"].unique().to_list())
         files = _tracks_files(Path(args.tracks).expanduser(), known, args.sequences)
+        lengths = dict(pl.from_arrow(read_prepared_table(
+            "zef3d", "sequences", args.split, version=manifest.version, data_dir=ctx.data_dir,
+            columns=["sequence", "seq_length"])).iter_rows())
 
         if boxes:
             reader, coordinates = read_boxes2d, BOX_COLUMNS
@@ -576,6 +584,10 @@ class Zef3DEvaluator(Evaluator):
             if tracks.height == 0:
                 logger.warning("tracks file %s has no rows: sequence %s is scored as if the "
                                "tracker found nothing", path, name)
+            late = int((tracks["frame"] > lengths.get(name, math.inf)).sum())
+            if late:
+                logger.warning("tracks file %s has %d row(s) after the last frame %d of %s; "
+                               "they count as false positives", path, late, lengths[name], name)
             gt = (points.filter(pl.col("sequence") == name)
                   .select(["frame", "id", *view_columns])
                   .rename(dict(zip(view_columns, coordinates, strict=True))))
@@ -641,8 +653,11 @@ def _tracks_files(path: Path, known: list[str], requested: list[str] | None) -> 
     if requested:
         unknown = [name for name in requested if name not in known]
         if unknown:
-            raise EvaluationError(f"unknown sequence {unknown[0]!r} in --sequences; expected "
-                                  f"one of: {', '.join(known)}")
+            hint = ""
+            if re.fullmatch(r"ZebraFish-0[5-8]", unknown[0]):
+                hint = " (ZebraFish-05 to -08 are test sequences, whose ground truth is not public)"
+            raise EvaluationError(f"sequence {unknown[0]!r} in --sequences has no ground truth "
+                                  f"here{hint}; expected one of: {', '.join(known)}")
     if path.is_file():
         name = path.stem
         if name not in known:
@@ -660,9 +675,9 @@ def _tracks_files(path: Path, known: list[str], requested: list[str] | None) -> 
     selected = list(dict.fromkeys(requested)) if requested else known
     for name in selected:
         if name not in found:
+            hint = "" if requested else "; pass --sequences to score only the sequences you have"
             raise EvaluationError(f"tracks file for sequence {name} not found: expected "
-                                  f"{path / (name + '.txt')}; pass --sequences to score only "
-                                  "the sequences you have")
+                                  f"{path / (name + '.txt')}{hint}")
     others = sorted(name for name in found if name not in selected)
     if others and not requested:
         test_sequences = [name for name in others if re.fullmatch(r"ZebraFish-\d+", name)]

@@ -102,6 +102,17 @@ def read_gt(path: Path) -> pl.DataFrame:
     return pl.DataFrame(columns)
 
 
+MAX_INTEGER = 2**53
+"""Frames and ids must be below this: larger integers have no exact float64 value."""
+
+_INTEGER_EXPECTED = f"an integer from 1 to {MAX_INTEGER - 1}"
+
+
+def _is_count(value: float) -> bool:
+    """Whether ``value`` is a frame or id: a whole number from 1 up to below 2**53."""
+    return math.isfinite(value) and value == int(value) and 1 <= value < MAX_INTEGER
+
+
 def _gt_value(field: str, name: str, path: Path, line: int) -> float:
     official = OFFICIAL_GT_COLUMNS[GT_COLUMNS.index(name)]
     try:
@@ -112,9 +123,9 @@ def _gt_value(field: str, name: str, path: Path, line: int) -> float:
     if not math.isfinite(value):
         raise DataFormatError("value is not finite", path=path, line=line, field=official,
                               value=field, expected="a finite decimal number")
-    if name in _INTEGER_COLUMNS and (value != int(value) or value < 1):
+    if name in _INTEGER_COLUMNS and not _is_count(value):
         raise DataFormatError("value is not a positive integer", path=path, line=line,
-                              field=official, value=field, expected="an integer >= 1")
+                              field=official, value=field, expected=_INTEGER_EXPECTED)
     if name in _OCCLUSION_COLUMNS and value not in (0.0, 1.0):
         raise DataFormatError("occlusion flag is not 0 or 1", path=path, line=line,
                               field=official, value=field, expected="0 or 1")
@@ -173,15 +184,18 @@ def _fast_values(data: bytes, columns: int | None) -> np.ndarray | None:
         if column.null_count or not (pa.types.is_integer(column.type)
                                      or pa.types.is_floating(column.type)):
             return None
-        arrays.append(pc.cast(column, pa.float64()).to_numpy())
+        try:
+            arrays.append(pc.cast(column, pa.float64()).to_numpy())
+        except pa.ArrowInvalid:  # an integer beyond 2**53: the line parser says where
+            return None
     return np.column_stack(arrays) if arrays else None
 
 
 def _valid_gt_values(values: np.ndarray) -> bool:
     ids = values[:, :2]
     flags = values[:, [GT_COLUMNS.index(name) for name in _OCCLUSION_COLUMNS]]
-    return bool(np.all(np.isfinite(values)) and np.all(ids >= 1) and np.all(ids == np.floor(ids))
-                and np.all((flags == 0) | (flags == 1)))
+    return bool(np.all(np.isfinite(values)) and np.all(ids >= 1) and np.all(ids < MAX_INTEGER)
+                and np.all(ids == np.floor(ids)) and np.all((flags == 0) | (flags == 1)))
 
 
 def read_tracks3d(path: Path) -> pl.DataFrame:
@@ -215,8 +229,8 @@ def read_tracks3d(path: Path) -> pl.DataFrame:
 
 def _valid_track_values(values: np.ndarray) -> bool:
     ids = values[:, :2]
-    return bool(np.all(np.isfinite(ids)) and np.all(ids >= 1) and np.all(ids == np.floor(ids))
-                and not np.isinf(values[:, 2:5]).any())
+    return bool(np.all(np.isfinite(ids)) and np.all(ids >= 1) and np.all(ids < MAX_INTEGER)
+                and np.all(ids == np.floor(ids)) and not np.isinf(values[:, 2:5]).any())
 
 
 def parse_track_rows(text: str, path: Path,
@@ -254,9 +268,9 @@ def parse_track_rows(text: str, path: Path,
                                       expected="a decimal number") from None
         for name, value, text_value in ((names[0], values[0], fields[0]),
                                         (names[1], values[1], fields[1])):
-            if not math.isfinite(value) or value != int(value) or value < 1:
+            if not _is_count(value):
                 raise DataFormatError("value is not a positive integer", path=path, line=number,
-                                      field=name, value=text_value, expected="an integer >= 1")
+                                      field=name, value=text_value, expected=_INTEGER_EXPECTED)
         rows.append((number, fields, values))
     return rows
 

@@ -37,6 +37,7 @@ class _SplitTables:
     top: list[pl.DataFrame] = field(default_factory=list)
     front: list[pl.DataFrame] = field(default_factory=list)
     sequences: list[dict] = field(default_factory=list)
+    frames: list[pl.DataFrame] = field(default_factory=list)
 
 
 def is_sample(source: Path) -> bool:
@@ -122,6 +123,11 @@ def _read_sequence(seq_dir: Path, tables: _SplitTables, source_files: list[Path]
         _check_unique(gt, gt_path)
 
     views = _read_views(seq_dir, source_files)
+    for view, (paths, _) in views.items():
+        tables.frames.append(pl.DataFrame({
+            "sequence": [name] * len(paths), "view": [view] * len(paths),
+            "frame": pl.Series(range(1, len(paths) + 1), dtype=pl.Int32),
+            "image": [str(path) for path in paths]}))
     seq_length = _sequence_length(seq_dir, views, gt)
     if seq_length is None:
         notes.append(f"{name}: neither frames nor gt/gt.txt; sequence skipped")
@@ -145,7 +151,7 @@ def _read_sequence(seq_dir: Path, tables: _SplitTables, source_files: list[Path]
         "settings": json.dumps(_settings_dict(settings), sort_keys=False),
     }
     for view in VIEWS:
-        size = views[view][1] if view in views else (None, None)
+        size = _image_size(views[view][0][0]) if view in views else (None, None)
         row[f"{view}_width"], row[f"{view}_height"] = size
         row[f"{view}_dir"] = str(view_folder(seq_dir, view)) if view in views else None
         row[f"{view}_intrinsic"] = str(calibration[view][0])
@@ -153,21 +159,21 @@ def _read_sequence(seq_dir: Path, tables: _SplitTables, source_files: list[Path]
     tables.sequences.append(row)
 
 
-def _read_views(seq_dir: Path, source_files: list[Path]) -> dict[str, tuple[int, tuple]]:
-    """Return frame count and image size (width, height) per view that has a frame folder.
+def _read_views(seq_dir: Path, source_files: list[Path]) -> dict[str, tuple[list[Path], int]]:
+    """Return the frame paths and their count per view that has a frame folder.
 
     Raises:
         harness.errors.DataFormatError: a frame is missing inside a view, or the two views
             have different numbers of frames.
     """
-    views: dict[str, tuple[int, tuple]] = {}
+    views: dict[str, tuple[list[Path], int]] = {}
     for view in VIEWS:
         if not view_folder(seq_dir, view).is_dir():
             continue
         paths = frame_paths(seq_dir, view)
-        views[view] = (len(paths), _image_size(paths[0]))
+        views[view] = (paths, len(paths))
         source_files.append(paths[0])
-    counts = {view: count for view, (count, _) in views.items()}
+    counts = {view: count for view, (_, count) in views.items()}
     if len(set(counts.values())) > 1:
         described = ", ".join(f"{view_folder(seq_dir, view).name} has {count}"
                               for view, count in counts.items())
@@ -188,7 +194,7 @@ def _image_size(path: Path) -> tuple[int, int]:
 
 def _sequence_length(seq_dir: Path, views: dict, gt: pl.DataFrame | None) -> int | None:
     if views:
-        return next(iter(views.values()))[0]
+        return next(iter(views.values()))[1]
     if gt is not None and len(gt):
         logger.warning("%s: no frame folders; the sequence length is the last gt frame",
                        seq_dir)
@@ -259,7 +265,7 @@ def _boxes_table(name: str, gt: pl.DataFrame, view: str) -> pl.DataFrame:
 def _to_arrow(tables: dict[str, _SplitTables]) -> dict[str, dict[str, pa.Table]]:
     result: dict[str, dict[str, pa.Table]] = {}
     for split, split_tables in tables.items():
-        for config in ("points", "top", "front"):
+        for config in ("points", "top", "front", "frames"):
             frames = getattr(split_tables, config)
             if frames:
                 result.setdefault(config, {})[split] = pl.concat(frames).to_arrow()

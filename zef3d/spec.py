@@ -54,6 +54,14 @@ SEQUENCES_SCHEMA = pa.schema([
 ])
 """One row per sequence; ``settings`` is ``settings.ini`` as JSON (section -> key -> text)."""
 
+FRAMES_SCHEMA = pa.schema([
+    ("sequence", pa.string()),
+    ("view", pa.string()),
+    ("frame", pa.int32()),
+    ("image", pa.string()),
+])
+"""One row per frame image of each view; ``image`` is the absolute path of the JPEG."""
+
 CONFIGS = (
     ConfigSpec(
         "points",
@@ -81,6 +89,14 @@ CONFIGS = (
         "view, whether ground truth is present, settings.ini as JSON and the absolute paths "
         "of the calibration files.",
         SEQUENCES_SCHEMA,
+    ),
+    ConfigSpec(
+        "frames",
+        "One row per frame of each view (view 'top' or 'front', frame number from 1) with its "
+        "image, decoded lazily by load_dataset. verify checks that every frame still exists, "
+        "and publish embeds the images.",
+        FRAMES_SCHEMA,
+        image_columns=("image",),
     ),
 )
 

@@ -343,6 +343,14 @@ def test_eval_view_boxes(prepared, tmp_path):
     assert 0.0 < outcome.metrics["MOTP"] < 0.5
 
 
+def test_eval_boxes_threshold_below_one(prepared, tmp_path):
+    train, home = prepared
+    tracks = write_tracks(train, tmp_path / "b1")
+    with pytest.raises(EvaluationError, match="with --boxes; expected a largest 1 - IoU below 1"):
+        run_eval(["--tracks", str(tracks), "--boxes", "--view", "top", "--threshold", "1"],
+                 home, tmp_path / "run")
+
+
 def test_eval_boxes_need_view(prepared, tmp_path):
     train, home = prepared
     tracks = write_tracks(train, tmp_path / "b3d")

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from harness import atomic
-from harness.config import load_preset_config
+from harness.config import load_preset_config, positive_int
 from harness.errors import EvaluationError, FieldHarnessError
 from harness.plugin import Baseline, EvalOutcome, RunContext
 from virada.bossu import BossuDetector, BossuParameters, FrameResult
@@ -344,7 +344,7 @@ class BossuBaseline(Baseline):
         )
         parser.add_argument(
             "--workers",
-            type=int,
+            type=positive_int,
             default=None,
             metavar="N",
             help="videos processed in parallel, one process each (default: the config's "

@@ -310,10 +310,6 @@ def _build_tables(videos: list[_Video], label_source: str) -> dict[str, dict[str
 
 
 def _is_under(path: Path, root: Path) -> bool:
-    try:
-        path.resolve().relative_to(root.resolve())
-    except ValueError:
-        return False
-    return True
+    return path.resolve().is_relative_to(root.resolve())
 
 

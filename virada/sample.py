@@ -26,10 +26,11 @@ import datetime
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from harness.atomic import write_bytes, write_text
+from harness.atomic import atomic_path, write_bytes, write_text
 from harness.plugin import SAMPLE_MARKER
 from virada.gauges import DEFAULT_CLOCK_OFFSET_HOURS, TIMESTAMP_FORMAT
 from virada.labels import VideoLabels, frame_labels, frame_offset_for, write_label_json
@@ -189,8 +190,15 @@ def _write_video(path: Path, scene: np.ndarray, rainy: np.ndarray,
     import cv2
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    container = av.open(str(tmp), mode="w")
+    # The temporary name ends in .tmp, so the container format is named here.
+    container_format = {".mp4": "mp4", ".mkv": "matroska"}[path.suffix]
+    with atomic_path(path) as tmp:
+        _encode_video(av, cv2, tmp, container_format, scene, rainy, rng)
+
+
+def _encode_video(av: Any, cv2: Any, tmp: Path, container_format: str, scene: np.ndarray,
+                  rainy: np.ndarray, rng: np.random.Generator) -> None:
+    container = av.open(str(tmp), mode="w", format=container_format)
     try:
         stream = container.add_stream("libx264", rate=FPS)
         stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
@@ -212,7 +220,6 @@ def _write_video(path: Path, scene: np.ndarray, rainy: np.ndarray,
             container.mux(packet)
     finally:
         container.close()
-    tmp.replace(path)
 
 
 def _write_gauges(folder: Path, rain: dict[datetime.datetime, bool]) -> None:

@@ -29,7 +29,7 @@ import numpy as np
 import polars as pl
 
 from harness import atomic
-from harness.config import load_preset_config
+from harness.config import load_preset_config, recorded_config
 from harness.errors import FieldHarnessError, UnknownNameError
 from harness.plugin import Baseline, EvalOutcome, RunContext
 from zef3d.pipeline import PipelineSettings
@@ -231,10 +231,7 @@ class _Zef3DBaseline(Baseline):
                 table, plot_path, gt=sequence_gt, title=f"{sequence.name}: {self.method}",
                 tank=(sequence.settings.aquarium_width, sequence.settings.aquarium_depth)))
 
-        recorded = {key: value for key, value in config.items()
-                    if key not in ("device", "workers")}
-        if getattr(args, "weights", None) is not None:
-            recorded["weights"] = str(Path(args.weights).resolve())
+        recorded = recorded_config(config, ("device", "workers"), getattr(args, "weights", None))
         if gt is None:
             logger.info("the %s split has no public ground truth; wrote tracks only", args.split)
             return EvalOutcome(dataset=DATASET, method=self.method, metrics={},
@@ -301,7 +298,7 @@ class FRCNNBaseline(_Zef3DBaseline):
     method: ClassVar[str] = "frcnn"
     description: ClassVar[str] = (
         "3D-ZeF modular tracker with a torchvision Faster R-CNN (ResNet-50 FPN) head detector "
-        "fine-tuned on the train frames")
+        "trained on the train frames (from random weights, or fine-tuned from --weights)")
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         from harness.config import add_training_arguments, non_negative_int

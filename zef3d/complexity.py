@@ -318,7 +318,7 @@ def complexity_of_prepared(
         name = row["sequence"]
         for view, table in views.items():
             frames = None
-            if runner is not None:
+            if runner is not None and row[f"{view}_dir"] is not None:
                 paths = frame_paths(Path(row[f"{view}_dir"]).parent, view,
                                     seq_length=row["seq_length"])
                 frames = {number: path for number, path in enumerate(paths, start=1)}

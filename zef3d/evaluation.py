@@ -57,7 +57,7 @@ from motcom.evaluation.motmetrics import (
     finish_metrics,
     mtbf_counts,
 )
-from zef3d.io import parse_track_rows
+from zef3d.io import parse_track_rows, read_tracks3d
 
 logger = logging.getLogger(__name__)
 
@@ -557,6 +557,10 @@ class Zef3DEvaluator(Evaluator):
                          else THRESHOLD_2D)
         if not (math.isfinite(threshold) and threshold > 0):
             raise EvaluationError(f"--threshold is {threshold!r}; expected a positive number")
+        if boxes and threshold >= 1:
+            # 1 - IoU is at most 1, so a threshold of 1 would match boxes that do not overlap.
+            raise EvaluationError(f"--threshold is {threshold!r} with --boxes; expected a largest "
+                                  "1 - IoU below 1, e.g. 0.5")
         manifest = read_manifest("zef3d", version=args.dataset_version, data_dir=ctx.data_dir)
         view_columns = BOX_COLUMNS if boxes else _VIEW_COLUMNS[view]
         columns = ["sequence", "frame", "id", *view_columns]
@@ -572,7 +576,7 @@ class Zef3DEvaluator(Evaluator):
         if boxes:
             reader, coordinates = read_boxes2d, BOX_COLUMNS
         elif view == "3d":
-            reader, coordinates = _read_tracks3d, ("x", "y", "z")
+            reader, coordinates = read_tracks3d, ("x", "y", "z")
         else:
             reader, coordinates = read_tracks2d, ("x", "y")
         raw: dict[str, dict[str, Any]] = {}
@@ -635,12 +639,6 @@ class Zef3DEvaluator(Evaluator):
             config={"view": view, "boxes": boxes, "threshold": threshold,
                     "semantics": args.semantics, "sequences": sorted(raw)},
         )
-
-
-def _read_tracks3d(path: Path) -> pl.DataFrame:
-    from zef3d.io import read_tracks3d
-
-    return read_tracks3d(path)
 
 
 def _tracks_files(path: Path, known: list[str], requested: list[str] | None) -> dict[str, Path]:

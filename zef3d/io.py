@@ -166,7 +166,7 @@ def _fast_values(data: bytes, columns: int | None) -> np.ndarray | None:
         table = pacsv.read_csv(
             io.BytesIO(data),
             read_options=pacsv.ReadOptions(autogenerate_column_names=True),
-            parse_options=pacsv.ParseOptions(delimiter=","),
+            parse_options=pacsv.ParseOptions(delimiter=",", quote_char=False),
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None

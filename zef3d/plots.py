@@ -17,7 +17,7 @@ def plot_trajectories(tracks: pl.DataFrame, path: Path, *, gt: pl.DataFrame | No
                       title: str = "", tank: tuple[float, float] | None = None) -> Path:
     """Plot 3D tracks, and ground truth when given, in the x-y, x-z and y-z projections.
 
-    Ground-truth trajectories are drawn as thin grey lines, tracks in one colour per id.
+    Ground-truth trajectories are drawn as wide grey lines, tracks in one colour per id.
 
     Args:
         tracks: Columns frame, id, x, y, z (centimetres).

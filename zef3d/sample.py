@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from harness.atomic import write_text
+from harness.atomic import write_bytes, write_text
 from harness.plugin import SAMPLE_MARKER
 from zef3d.camera import Camera
 from zef3d.io import OFFICIAL_GT_COLUMNS, VIEW_FOLDERS, VIEWS
@@ -261,7 +261,7 @@ def _render_sequence(rng: np.random.Generator, seq_dir: Path, rig: _Rig,
                                        [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY])
             if not ok:
                 raise RuntimeError(f"JPEG encoding failed for frame {frame + 1} of {folder}")
-            (folder / f"{frame + 1:06d}.jpg").write_bytes(encoded.tobytes())
+            write_bytes(folder / f"{frame + 1:06d}.jpg", encoded.tobytes())
 
     rows: list[list[float]] = []
     for frame in range(frames):

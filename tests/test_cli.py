@@ -274,7 +274,7 @@ def test_python_m_harness_end_to_end(tmp_path):
     assert (tmp_path / "runs" / "leaderboard.md").is_file()
 
 
-def test_data_folders_named_like_packages_do_not_shadow_them(tmp_path):
+def test_data_folders_do_not_shadow_packages(tmp_path):
     """A sample written to ./virada or ./zef3d must not replace the installed packages."""
     for folder in ("virada/labels", "virada/train", "zef3d/configs", "motcom", "harness"):
         (tmp_path / folder).mkdir(parents=True, exist_ok=True)

@@ -218,7 +218,8 @@ def test_markdown_formats_each_column_alike(tmp_path):
     _write_run(runs, "r1", mota=76.0, config={"threshold": 0.5})
     _write_run(runs, "r2", mota=76.667, config={"threshold": 0.3})
     table = leaderboard.write(runs, tmp_path / "board.csv")["markdown"].read_text()
-    assert "| 76.000 |" in table and "| 76.667 |" in table
+    assert "| 76.000 |" in table
+    assert "| 76.667 |" in table
     assert "| 60 |" in table  # IDF1 is 60 in both runs: a column of whole numbers
 
 
@@ -228,6 +229,7 @@ def test_plot_draws_bars_whose_labels_are_the_same(tmp_path):
         key = ("toyset", "v1", "train", "tracker", json.dumps({"n": mota}), "real")
         board.groups[key] = {"MOTA": [mota]}
     labels, means, *_ = leaderboard._bars(board, "toyset", {key: "" for key in board.groups})
-    assert labels[0] == labels[1] and sorted(means) == [56.0, 76.0]
+    assert labels[0] == labels[1]
+    assert sorted(means) == [56.0, 76.0]
     path = leaderboard.plot(board, tmp_path / "board.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -290,7 +290,7 @@ def test_eval_single_file_and_view(prepared, tmp_path):
     assert table["TP"].to_list() == [0, 0]
 
 
-def test_eval_method_name_of_a_single_file_is_its_folder(prepared):
+def test_eval_single_file_method_name(prepared):
     from zef3d.evaluation import Zef3DEvaluator
 
     evaluator = Zef3DEvaluator()

@@ -529,7 +529,7 @@ class Zef3DEvaluator(Evaluator):
     def method_name(self, args: argparse.Namespace) -> str:
         """Return ``--method``, else the tracks folder's name (a file's own folder for a file).
 
-        A single file is named after its sequence, which says nothing about the tracker.
+        A single file is named after its sequence, which does not identify the tracker.
         """
         if getattr(args, "method", None):
             return args.method

@@ -109,7 +109,7 @@ _INTEGER_EXPECTED = f"an integer from 1 to {MAX_INTEGER - 1}"
 
 
 def _is_count(value: float) -> bool:
-    """Whether ``value`` is a frame or id: a whole number from 1 up to below 2**53."""
+    """Return whether ``value`` is a valid frame or id: a whole number from 1 to 2**53 - 1."""
     return math.isfinite(value) and value == int(value) and 1 <= value < MAX_INTEGER
 
 
@@ -186,7 +186,7 @@ def _fast_values(data: bytes, columns: int | None) -> np.ndarray | None:
             return None
         try:
             arrays.append(pc.cast(column, pa.float64()).to_numpy())
-        except pa.ArrowInvalid:  # an integer beyond 2**53: the line parser says where
+        except pa.ArrowInvalid:  # an integer beyond 2**53: the line parser reports its line
             return None
     return np.column_stack(arrays) if arrays else None
 

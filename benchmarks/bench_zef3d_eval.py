@@ -10,8 +10,8 @@ tracker noise of half the threshold, 5 % misses, 0.1 false positives per frame, 
 swaps and new track ids). Ours runs in this process on the arrays (best of ``--repeat``) and
 again from a submission file through ``zef3d.io.read_tracks3d``. py-motmetrics 1.4.0 runs the
 3D-ZeF evaluation loop (pandas filtering per frame, ``MOTAccumulator.update``, ``compute`` and
-the 3D-ZeF ``MTBF``) in its own virtualenv through ``motmetrics_golden.py --timing``; see that
-file for how to create the environment. Both sides must give the same numbers: counts equal,
+the 3D-ZeF ``MTBF``) in its own virtualenv through ``motmetrics_golden.py --timing``. That file
+explains how to create the environment. Both sides must give the same numbers: counts equal,
 ratios within 1e-12. Prints a Markdown table.
 """
 

@@ -286,8 +286,10 @@ def test_detector_decision_and_kalman_rules():
                 smoother.update(np.array([row.gauss_mean, row.gauss_std, row.gauss_mix_prop]))
             )
         assert (row.kalman_mean, row.kalman_std, row.kalman_mix_prop) == pytest.approx(kalman)
-        assert row.em_rain == (fits and row.gauss_mix_prop >= min_surface)
-        assert row.kalman_rain == (fits and row.kalman_mix_prop >= min_surface)
+        expected_em = fits and row.gauss_mix_prop >= min_surface
+        expected_kalman = fits and row.kalman_mix_prop >= min_surface
+        assert row.em_rain == expected_em
+        assert row.kalman_rain == expected_kalman
     assert any(row.blobs == 0 for row in rows)
     assert any(row.em_rain for row in rows)
 

@@ -21,10 +21,10 @@ of orientation of streaks", IJCV 2011. The steps and constants below follow the 
    histogram's median, for exactly ``emMaxIterations`` iterations.
 7. Goodness of fit: the largest absolute difference between the histogram's cumulative sum and
    the mixture CDF at the bins. A NaN difference sets it to 1.
-8. A constant-velocity Kalman filter (6 states, 3 measured: mean, standard deviation, mixture
-   proportion; process noise 0.01 I, measurement noise 0.1 I, initial covariance I) predicts and
-   corrects only when the goodness of fit passes; otherwise the last corrected values are
-   output (zeros before the first correction).
+8. A constant-velocity Kalman filter smooths the mixture: 6 states, of which 3 are measured
+   (mean, standard deviation, mixture proportion), process noise 0.01 I, measurement noise
+   0.1 I and initial covariance I. It predicts and corrects only when the goodness of fit
+   passes. Otherwise the last corrected values are output (zeros before the first correction).
 9. Rain (EM) when GoF ≤ ``maxGoFDifference`` and the mixture proportion ≥
    ``minimumGaussianSurface``; rain (Kalman) likewise with the Kalman proportion. The rain
    intensity is surface × proportion.

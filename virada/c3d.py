@@ -64,9 +64,9 @@ class C3D(nn.Module):
             parameters). Smaller values only make CPU smoke runs fast and are not the paper's
             model.
         dropout: Dropout probability after the first two head layers (0.5 in the authors' code).
-        eval_batch_size: Largest number of clips that one forward pass computes at once outside
-            training, so that a large batch of full frames needs only that much activation
-            memory; ``None`` computes the whole batch at once. The result does not depend on it.
+        eval_batch_size: Largest number of clips per forward pass outside training. A large
+            batch of full frames then needs activation memory for that many clips only.
+            ``None`` computes the whole batch at once. The result does not depend on it.
 
     Raises:
         FieldHarnessError: An invalid ``num_classes``, ``width``, ``dropout`` or

@@ -17,7 +17,7 @@ start + m`` inclusive. The station is the nearest one closer than 10 km whose re
 one of those minutes.
 
 Known differences from the official scripts: coverage is decided from the records, not from the
-dates in the file name (the Viborg June 2013 file is named 1 June to 1 July but holds 12 to 30
+dates in the file name (the Viborg June 2013 file is named 1 June to 1 July but contains 12 to 30
 June); each column is placed at the station its header names (``RainGauges.py`` places every
 column at the last station of the station list); a missing minute is an error instead of a
 shorter label list.

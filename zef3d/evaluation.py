@@ -58,6 +58,7 @@ from motcom.evaluation.motmetrics import (
     mtbf_counts,
 )
 from zef3d.io import parse_track_rows, read_tracks3d
+from zef3d.spec import LEADERBOARD_METRICS
 
 logger = logging.getLogger(__name__)
 
@@ -482,8 +483,7 @@ class Zef3DEvaluator(Evaluator):
         "score 3D-ZeF20 tracks (frame, id, x, y, z per line) with the 3D-ZeF paper's metrics: "
         "py-motmetrics CLEAR/ID on head points within 0.5 cm, plus MOTAL and MTBF"
     )
-    leaderboard_metrics: ClassVar[tuple[str, ...]] = (
-        "MOTA", "MOTP", "IDF1", "MT", "ML", "IDSW", "Frag", "MOTAL", "MTBF-std", "MTBF-mono")
+    leaderboard_metrics: ClassVar[tuple[str, ...]] = LEADERBOARD_METRICS
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--tracks", type=Path, required=True, metavar="FILE-or-DIR",

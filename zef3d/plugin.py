@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from harness.plugin import DatasetPlugin, PreparedData
 from harness.spec import DatasetSpec
-from zef3d.spec import ZEF3D_SPEC
+from zef3d.spec import LEADERBOARD_METRICS, ZEF3D_SPEC
 
 if TYPE_CHECKING:
     from harness.plugin import Evaluator
@@ -19,8 +19,7 @@ class Zef3DPlugin(DatasetPlugin):
     """3D-ZeF20: 3D zebrafish tracking in a top and a front view."""
 
     spec: ClassVar[DatasetSpec] = ZEF3D_SPEC
-    leaderboard_metrics: ClassVar[tuple[str, ...]] = (
-        "MOTA", "MOTP", "IDF1", "MT", "ML", "IDSW", "Frag", "MOTAL", "MTBF-std", "MTBF-mono")
+    leaderboard_metrics: ClassVar[tuple[str, ...]] = LEADERBOARD_METRICS
 
     def read_source(self, source: Path, *, version: str | None = None) -> PreparedData:
         """Read the official 3D-ZeF20 download under ``source``.

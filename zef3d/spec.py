@@ -19,6 +19,10 @@ SEQUENCES = {
 # pages name CC BY-NC-SA 3.0.
 LICENSE = "CC BY-NC-SA 4.0"
 
+LEADERBOARD_METRICS = (
+    "MOTA", "MOTP", "IDF1", "MT", "ML", "IDSW", "Frag", "MOTAL", "MTBF-std", "MTBF-mono")
+"""Metrics of the 3D-ZeF evaluation shown in the leaderboard's table, in this order."""
+
 POINTS_SCHEMA = pa.schema([
     ("sequence", pa.string()),
     ("frame", pa.int32()),
